@@ -1,0 +1,1 @@
+"""What people touch: the CLI, HTML reports, figures and the Streamlit explorer."""

@@ -1,0 +1,1 @@
+"""Streamlit explorer: a thin shell over the library, one page per capability."""

@@ -1,0 +1,1 @@
+"""Causal interventions on any hooked model: patching, ablation, circuit finding."""

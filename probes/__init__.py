@@ -1,0 +1,1 @@
+"""Hook-based measurement of in-context learning on pretrained (and toy) models."""
