@@ -1,0 +1,194 @@
+"""The explorer's shared state: settings, cached models and results, choices, errors, safe paths.
+
+DESIGN.md convention 8: models load once per process (`st.cache_resource`), results
+are cached by their inputs (`st.cache_data`), per-user choices live in
+`st.session_state`. Every page runs inside `guard()`, which turns an `IclensError`
+into its one-line message (and any other exception into a one-line error) so the
+app never shows a traceback and keeps working for the next input.
+
+Settings come from the environment, set by `iclens explore`:
+
+- ``ICLENS_EXPLORER_MODEL``: the model selected at start (default ``gemma-3-270m``);
+- ``ICLENS_EXPLORER_RUNS_DIR``: the folder of toy-model training runs (default ``out``);
+- ``ICLENS_EXPLORER_OUT_DIR``: the folder of results and reports (default ``out``);
+- ``ICLENS_EXPLORER_DEVICE``: ``auto`` (default), ``cpu``, ``cuda``, ...
+
+The app reads and writes only under the runs and out folders; `safe_path` resolves
+a typed path against one of them and refuses anything that escapes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from apps.explorer import compute
+from probes.errors import IclensError
+
+DEFAULT_PROMPT = "the cat saw the dog . the cat saw the"
+OTHER_MODEL = "other: type a Hugging Face id"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    runs_dir: Path
+    out_dir: Path
+    device: str
+
+
+def settings() -> Settings:
+    """The explorer's settings from the environment (see the module docstring)."""
+    return Settings(
+        model=os.environ.get("ICLENS_EXPLORER_MODEL", "gemma-3-270m"),
+        runs_dir=Path(os.environ.get("ICLENS_EXPLORER_RUNS_DIR", "out")).resolve(),
+        out_dir=Path(os.environ.get("ICLENS_EXPLORER_OUT_DIR", "out")).resolve(),
+        device=os.environ.get("ICLENS_EXPLORER_DEVICE", "auto"),
+    )
+
+
+def safe_path(root: str | os.PathLike, typed: str = "") -> Path:
+    """`typed` (relative to `root`, or absolute) resolved, symlinks followed; IclensError if it leaves `root`.
+
+    ``..``, absolute paths elsewhere, ``~`` and symlinks pointing outside all count as
+    leaving. An empty `typed` means `root` itself.
+    """
+    base = Path(root).resolve()
+    typed = (typed or "").strip()
+    candidate = (base / typed).resolve()
+    if not candidate.is_relative_to(base):
+        raise IclensError(f"{typed!r} is outside {base}: type a path inside that folder.")
+    return candidate
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Show bad input as one `st.error` line and stop the block; never a traceback.
+
+    Streamlit's own stop/rerun signals are BaseExceptions and pass through, so the
+    Stop button and a changed input still cancel a running computation.
+    """
+    try:
+        yield
+    except IclensError as e:
+        st.error(str(e))
+    except Exception as e:  # a bug, but the page must stay usable: one line, no traceback
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        st.error(f"could not compute this ({type(e).__name__}: {first}); try another input or model.")
+
+
+def remembered(key: str, default: Any) -> str:
+    """The widget key for a choice that survives page switches.
+
+    Streamlit forgets a widget's state when a page without it runs; the choice itself is
+    kept under `key` and copied back into the widget key `w_<key>` when it reappears.
+    Use as ``st.session_state[key] = st.text_input(..., key=remembered(key, default))``.
+    """
+    st.session_state.setdefault(key, default)
+    wkey = f"w_{key}"
+    if wkey not in st.session_state:
+        st.session_state[wkey] = st.session_state[key]
+    return wkey
+
+
+def prompt_box(label: str = "Prompt") -> str:
+    """The shared prompt (same text on every page)."""
+    wkey = remembered("prompt", DEFAULT_PROMPT)
+    st.session_state["prompt"] = st.text_area(label, key=wkey, height=90,
+                                              help="Ctrl+Enter to apply. Longer than the model's context is refused.")
+    return st.session_state["prompt"]
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _available() -> list[dict[str, Any]]:
+    from probes.models import available_models
+
+    return available_models()
+
+
+def model_picker() -> str:
+    """Sidebar model choice (embedded, tiny, or a typed Hugging Face id); stored as session_state['model']."""
+    rows = [r for r in _available() if r["installed"]]
+    names = [r["name"] for r in rows]
+    default = settings().model
+    options = names + [OTHER_MODEL]
+    kinds = {r["name"]: f"{r['name']} ({r['kind']}{', cached' if r['kind'] == 'embedded' and r['cached'] else ''})" for r in rows}
+    wkey = remembered("model_choice", default if default in names else OTHER_MODEL)
+    choice = st.sidebar.selectbox("Model", options, key=wkey, format_func=lambda n: kinds.get(n, n))
+    st.session_state["model_choice"] = choice
+    if choice == OTHER_MODEL:
+        tkey = remembered("model_typed", "" if default in names else default)
+        typed = st.sidebar.text_input("Hugging Face id", key=tkey, placeholder="org/name")
+        st.session_state["model_typed"] = typed
+        choice = typed
+    st.session_state["model"] = choice
+    return choice
+
+
+def model_name() -> str:
+    """The model chosen in the sidebar, checked (IclensError for an empty name or a path)."""
+    return compute.check_model_name(st.session_state.get("model", settings().model))
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _load(name: str, device: str):
+    from probes.models import load_model
+
+    return load_model(name, device=device)
+
+
+def get_model(name: str | None = None):
+    """The loaded model (once per process per name and device)."""
+    name = name or model_name()
+    with st.spinner(f"loading {name} (once per session) ..."):
+        return _load(name, settings().device)
+
+
+# ----------------------------------------------------------------------------- cached results
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prompt_summary(name: str, device: str, prompt: str, k: int) -> dict[str, Any]:
+    return compute.prompt_summary(_load(name, device), prompt, k)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def attention_patterns(name: str, device: str, prompt: str) -> dict[str, Any]:
+    return compute.attention_patterns(_load(name, device), prompt)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def repeated_example(name: str, device: str, layer: int, seq_len: int, seed: int) -> dict[str, Any]:
+    return compute.repeated_example(_load(name, device), layer, seq_len, seed)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def induction_scan(name: str, device: str, n_prompts: int, seq_len: int, seed: int, _progress=None):
+    """`probes.induction.scan` on the model, cached by its inputs; `_progress(fraction, text)` is not hashed."""
+    from probes.induction import scan
+
+    return scan(_load(name, device), n_prompts=n_prompts, seq_len=seq_len, seed=seed,
+                batch_size=min(8, n_prompts), progress=_progress)
+
+
+def progress_bar(text: str):
+    """A Streamlit progress bar and a `progress(fraction, message)` callback that updates it.
+
+    Each update is a Streamlit call, so Stop (or any changed input) interrupts the
+    computation there; the library's hooks sit in context managers and come off.
+    """
+    bar = st.progress(0.0, text=text)
+
+    def update(fraction: float, message: str = "") -> None:
+        bar.progress(min(1.0, max(0.0, float(fraction))), text=f"{text}: {message}" if message else text)
+
+    return bar, update
