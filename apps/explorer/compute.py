@@ -59,7 +59,7 @@ def tokenize(model, prompt: str, limit: int | None = None) -> torch.Tensor:
     """[1, pos] token ids of `prompt` (with BOS when the model prepends one); IclensError when empty or too long."""
     if not prompt or not prompt.strip():
         raise IclensError("the prompt is empty: type some text in the prompt box.")
-    tokens = model.to_tokens(prompt)
+    tokens = model.to_tokens(prompt, truncate=False)  # to_tokens cuts at n_ctx by default: say so instead
     n_ctx = int(getattr(model.cfg, "n_ctx", 0) or 0)
     cap = min(n_ctx, limit or max_tokens()) if n_ctx else (limit or max_tokens())
     if tokens.shape[1] > cap:

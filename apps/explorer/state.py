@@ -83,23 +83,24 @@ def guard() -> Iterator[None]:
         st.error(f"could not compute this ({type(e).__name__}: {first}); try another input or model.")
 
 
-def remembered(key: str, default: Any) -> str:
-    """The widget key for a choice that survives page switches.
+def remembered(key: str, default: Any, scope: str) -> str:
+    """The widget key for a choice that survives page switches; use it as the widget's `key`.
 
-    Streamlit forgets a widget's state when a page without it runs; the choice itself is
-    kept under `key` and copied back into the widget key `w_<key>` when it reappears.
-    Use as ``st.session_state[key] = st.text_input(..., key=remembered(key, default))``.
+    Streamlit ties a widget's state to the page that drew it and forgets it when a page
+    without it runs. The choice itself is kept under `key` and copied into the widget
+    key ``<scope>.<key>`` whenever that widget is about to be drawn afresh. `scope` names
+    the page (or ``sidebar``). After drawing: ``st.session_state[key] = <widget value>``.
     """
     st.session_state.setdefault(key, default)
-    wkey = f"w_{key}"
+    wkey = f"{scope}.{key}"
     if wkey not in st.session_state:
         st.session_state[wkey] = st.session_state[key]
     return wkey
 
 
-def prompt_box(label: str = "Prompt") -> str:
-    """The shared prompt (same text on every page)."""
-    wkey = remembered("prompt", DEFAULT_PROMPT)
+def prompt_box(scope: str, label: str = "Prompt") -> str:
+    """The shared prompt (the same text on every page)."""
+    wkey = remembered("prompt", DEFAULT_PROMPT, scope)
     st.session_state["prompt"] = st.text_area(label, key=wkey, height=90,
                                               help="Ctrl+Enter to apply. Longer than the model's context is refused.")
     return st.session_state["prompt"]
@@ -122,11 +123,11 @@ def model_picker() -> str:
     default = settings().model
     options = names + [OTHER_MODEL]
     kinds = {r["name"]: f"{r['name']} ({r['kind']}{', cached' if r['kind'] == 'embedded' and r['cached'] else ''})" for r in rows}
-    wkey = remembered("model_choice", default if default in names else OTHER_MODEL)
+    wkey = remembered("model_choice", default if default in names else OTHER_MODEL, "sidebar")
     choice = st.sidebar.selectbox("Model", options, key=wkey, format_func=lambda n: kinds.get(n, n))
     st.session_state["model_choice"] = choice
     if choice == OTHER_MODEL:
-        tkey = remembered("model_typed", "" if default in names else default)
+        tkey = remembered("model_typed", "" if default in names else default, "sidebar")
         typed = st.sidebar.text_input("Hugging Face id", key=tkey, placeholder="org/name")
         st.session_state["model_typed"] = typed
         choice = typed
@@ -147,10 +148,14 @@ def _load(name: str, device: str):
 
 
 def get_model(name: str | None = None):
-    """The loaded model (once per process per name and device)."""
+    """The loaded model (once per process per name and device), announced in a caption."""
     name = name or model_name()
     with st.spinner(f"loading {name} (once per session) ..."):
-        return _load(name, settings().device)
+        model = _load(name, settings().device)
+    cfg = model.cfg
+    st.caption(f"**{name}**: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, "
+               f"vocabulary {cfg.d_vocab}, context {cfg.n_ctx} tokens")
+    return model
 
 
 # ----------------------------------------------------------------------------- cached results

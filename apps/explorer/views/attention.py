@@ -23,14 +23,14 @@ with state.guard():
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
 
     c1, c2 = st.columns(2)
-    layer = c1.number_input("layer", 0, n_layers - 1, key=state.remembered("layer", 0))
-    head = c2.number_input("head", 0, n_heads - 1, key=state.remembered("head", 0))
+    layer = c1.number_input("layer", 0, n_layers - 1, key=state.remembered("layer", 0, "attention"))
+    head = c2.number_input("head", 0, n_heads - 1, key=state.remembered("head", 0, "attention"))
     st.session_state["layer"], st.session_state["head"] = int(layer), int(head)
 
     tab_prompt, tab_scores, tab_example = st.tabs(["Pattern on the prompt", "Head scores", "Head on a repeated example"])
 
     with tab_prompt, state.guard():
-        prompt = state.prompt_box()
+        prompt = state.prompt_box("attention")
         att = state.attention_patterns(name, device, prompt)
         st.plotly_chart(attention_pattern(att["patterns"][layer, head].astype(float), att["tokens"],
                                           f"layer {layer}, head {head}"), key="prompt_pattern")
@@ -39,9 +39,9 @@ with state.guard():
         st.markdown("Scores per head, mean over prompts of random repeated tokens ([BOS] R R) and of "
                     "small-alphabet sequences for n-grams. Definitions: `probes/head_scores.py`.")
         a, b, c = st.columns(3)
-        n_prompts = a.number_input("prompts", 1, 64, key=state.remembered("scan_prompts", 8))
-        seq_len = b.number_input("repeated length", 4, 256, key=state.remembered("scan_len", 32))
-        seed = c.number_input("seed", 0, 10_000, key=state.remembered("scan_seed", 0))
+        n_prompts = a.number_input("prompts", 1, 64, key=state.remembered("scan_prompts", 8, "attention"))
+        seq_len = b.number_input("repeated length", 4, 256, key=state.remembered("scan_len", 32, "attention"))
+        seed = c.number_input("seed", 0, 10_000, key=state.remembered("scan_seed", 0, "attention"))
         params = (name, device, int(n_prompts), int(seq_len), int(seed))
         for key, v in zip(("scan_prompts", "scan_len", "scan_seed"), params[2:]):
             st.session_state[key] = v
@@ -67,7 +67,7 @@ with state.guard():
                           "induction score": [round(t[2], 4) for t in top]}, hide_index=True, key="top_induction")
 
     with tab_example, state.guard():
-        ex_len = st.slider("length of the repeated block", 4, 64, key=state.remembered("example_len", 12))
+        ex_len = st.slider("length of the repeated block", 4, 64, key=state.remembered("example_len", 12, "attention"))
         st.session_state["example_len"] = ex_len
         ex = state.repeated_example(name, device, int(layer), int(ex_len), 0)
         st.caption("An induction head attends from each token of the second copy to the token after its "

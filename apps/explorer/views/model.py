@@ -11,16 +11,13 @@ st.title("Model & prompt")
 st.caption("Pick a model in the sidebar, type a prompt: its tokens, what the model predicts next, "
            "and how surprised it was by each token of the prompt.")
 
-prompt = state.prompt_box()
-k = st.slider("top-k", 1, 50, key=state.remembered("top_k", 10))
+prompt = state.prompt_box("model")
+k = st.slider("top-k", 1, 50, key=state.remembered("top_k", 10, "model"))
 st.session_state["top_k"] = k
 
 with state.guard():
     name = state.model_name()
-    model = state.get_model(name)
-    cfg = model.cfg
-    st.caption(f"**{name}**: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, "
-               f"vocabulary {cfg.d_vocab}, context {cfg.n_ctx} tokens")
+    state.get_model(name)
     s = state.prompt_summary(name, state.settings().device, prompt, k)
 
     st.subheader(f"Tokens ({len(s['tokens'])})")

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from apps.explorer import state
 from probes.errors import IclensError
@@ -33,7 +32,7 @@ def find_results(folder: Path, base: Path) -> dict[str, dict[str, Path]]:
 
 
 with state.guard():
-    typed = st.text_input("Folder (inside the output folder)", key=state.remembered("reports_sub", ""),
+    typed = st.text_input("Folder (inside the output folder)", key=state.remembered("reports_sub", "", "reports"),
                           placeholder="e.g. induction")
     st.session_state["reports_sub"] = typed
     if not root.is_dir():
@@ -55,7 +54,8 @@ with state.guard():
             st.warning(f"{html_path.name} is {size >> 20} MB; open it in a browser instead.")
         else:
             st.subheader("report.html")
-            components.html(html_path.read_text(encoding="utf-8", errors="replace"), height=900, scrolling=True)
+            # iclens writes these reports itself; they hold plotly.js and need scripts to draw.
+            st.iframe(html_path.read_text(encoding="utf-8", errors="replace"), height=900)
     if "result.json" in files:
         st.subheader("result.json")
         try:
