@@ -107,6 +107,7 @@ def knock_out(model, task: PatchTask, components: list[str], **kw) -> float:
     return knock_out_many(model, task, [list(components)], **kw)[0]
 
 
-def ablation_curve(model, task: PatchTask, order: list[str], **kw) -> list[float]:
-    """Metric after ablating the first k components of `order`, for k = 0 .. len(order)."""
-    return knock_out_many(model, task, [order[:k] for k in range(len(order) + 1)], **kw)
+def ablation_curve(model, task: PatchTask, order: list[str], ks: list[int] | None = None, **kw) -> list[float]:
+    """Metric after ablating the first k components of `order`, for k in `ks` (default 0 .. len(order))."""
+    ks = list(range(len(order) + 1)) if ks is None else ks
+    return knock_out_many(model, task, [order[:k] for k in ks], **kw)

@@ -62,7 +62,10 @@ def metric_grads(model, task: PatchTask, names: list[str], metric: NormalisedLog
 
     def make(name):
         def hook(x, hook):
-            acts[name] = x
+            # Return a new tensor: some bridge hooks (hook_z) feed the model the pre-hook tensor
+            # when a hook returns None, which would leave the stored one off the graph.
+            acts[name] = x.clone()
+            return acts[name]
         return hook
 
     with _grads_enabled(model):

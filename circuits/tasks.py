@@ -44,9 +44,10 @@ class PatchTask:
 
     name: str
     clean: Int[torch.Tensor, "batch pos"]
-    corrupted: Int[torch.Tensor, "batch pos"]
-    answer: Int[torch.Tensor, " batch"]
-    wrong: Int[torch.Tensor, " batch"]
+    # "_" dims are unchecked by jaxtyping so a mismatch reaches __post_init__'s one-line IclensError.
+    corrupted: Int[torch.Tensor, "_batch _pos"]
+    answer: Int[torch.Tensor, " _batch"]
+    wrong: Int[torch.Tensor, " _batch"]
     clean_text: list[str] = field(default_factory=list)
     corrupted_text: list[str] = field(default_factory=list)
     str_tokens: list[str] = field(default_factory=list)
@@ -181,7 +182,7 @@ def ioi_task(model, n: int = 32, seed: int = 0) -> PatchTask:
 
 
 def icl_task(model, task: str = "icl-capitals", n: int = 32, n_shots: int = 4, seed: int = 0) -> PatchTask:
-    """Few-shot x -> y prompts with `n_shots` demonstrations; corrupted: demonstration labels shuffled.
+    """Few-shot x -> y prompts with (at most) `n_shots` demonstrations; corrupted: demonstration labels shuffled.
 
     The wrong token is the label of another pair from the same task (what a model that
     ignores the query might say).
@@ -196,9 +197,10 @@ def icl_task(model, task: str = "icl-capitals", n: int = 32, n_shots: int = 4, s
             if cx != cy and single_token(tok, " " + cx) and single_token(tok, " " + cy):
                 pairs.append((cx, cy))
                 break
-    if len(pairs) < n_shots + 2:
-        raise IclensError(f"{task}: only {len(pairs)} pairs are single tokens for this tokenizer, need {n_shots + 2}: "
-                          "use fewer shots or another task.")
+    if len(pairs) < 3:
+        raise IclensError(f"{task}: only {len(pairs)} pairs are single tokens for this tokenizer, need at least 3: "
+                          "use another task.")
+    n_shots = min(n_shots, len(pairs) - 2)  # small vocabularies (tiny models) get fewer demonstrations
     fmt = next((f for f in data["formats"] if _unk_id(tok) not in tok.encode(f.format(x="", y=""), add_special_tokens=False)),
                data["formats"][-1])
     rng = random.Random(seed)
