@@ -22,6 +22,7 @@ st.set_page_config(page_title="iclens explorer", layout="wide")
 PAGES = [
     st.Page("views/model.py", title="Model & prompt", url_path="model", default=True),
     st.Page("views/attention.py", title="Attention & heads", url_path="attention"),
+    st.Page("views/attribution.py", title="Attribution", url_path="attribution"),
     st.Page("views/reports.py", title="Reports", url_path="reports"),
 ]
 page = st.navigation(PAGES)

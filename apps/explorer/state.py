@@ -185,6 +185,16 @@ def induction_scan(name: str, device: str, n_prompts: int, seq_len: int, seed: i
                 batch_size=min(8, n_prompts), progress=_progress)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def patching_study(name: str, device: str, spec: tuple, method: str, threshold: float, ablation: str,
+                   _progress=None) -> dict[str, Any]:
+    """`apps.explorer.study.patching_study`, cached by its inputs (`spec` as a tuple of (key, value))."""
+    from apps.explorer.study import patching_study as run
+
+    return run(_load(name, device), dict(spec), method=method, threshold=threshold, ablation=ablation,
+               progress=_progress)
+
+
 def progress_bar(text: str):
     """A Streamlit progress bar and a `progress(fraction, message)` callback that updates it.
 
