@@ -149,8 +149,8 @@ def scan(model, *, config: ScanConfig | None = None, progress: Callable[[float, 
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     pool = token_pool(model.tokenizer, model.cfg.d_vocab)
     bos = pool.bos is not None
+    _check_context(model, int(bos) + 2 * cfg.seq_len)
     tokens = repeated_random_tokens(pool, n_prompts=cfg.n_prompts, seq_len=cfg.seq_len, seed=cfg.seed)
-    _check_context(model, tokens.shape[1])
     device = next(model.parameters()).device
     pattern_names = [f"blocks.{L}.attn.hook_pattern" for L in range(n_layers)]
     second = int(bos) + cfg.seq_len
