@@ -20,7 +20,9 @@ a typed path against one of them and refuses anything that escapes it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,23 +178,48 @@ def repeated_example(name: str, device: str, layer: int, seq_len: int, seed: int
     return compute.repeated_example(_load(name, device), layer, seq_len, seed)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def induction_scan(name: str, device: str, n_prompts: int, seq_len: int, seed: int, _progress=None):
-    """`probes.induction.scan` on the model, cached by its inputs; `_progress(fraction, text)` is not hashed."""
+@st.cache_resource(show_spinner=False)
+def _long_results() -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def cached_long(key: tuple, compute: Callable[[], Any], max_entries: int = 8) -> Any:
+    """`compute()` once per `key` per process (the newest `max_entries` kept).
+
+    For computations that report progress: `st.cache_data` records the Streamlit
+    calls a cached function makes and replays them on a cache hit, which fails for a
+    progress bar drawn outside it. A failed or cancelled run stores nothing.
+    """
+    store, lock = _long_results()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = compute()
+    with lock:
+        store[key] = value
+        while len(store) > max_entries:
+            store.popitem(last=False)
+    return value
+
+
+def induction_scan(name: str, device: str, n_prompts: int, seq_len: int, seed: int,
+                   progress: Callable[[float, str], None] | None = None):
+    """`probes.induction.scan` on the model, cached by its inputs; `progress(fraction, text)` is not part of the key."""
     from probes.induction import scan
 
-    return scan(_load(name, device), n_prompts=n_prompts, seq_len=seq_len, seed=seed,
-                batch_size=min(8, n_prompts), progress=_progress)
+    return cached_long(("induction", name, device, n_prompts, seq_len, seed), lambda: scan(
+        _load(name, device), n_prompts=n_prompts, seq_len=seq_len, seed=seed, batch_size=min(8, n_prompts),
+        progress=progress))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 def patching_study(name: str, device: str, spec: tuple, method: str, threshold: float, ablation: str,
-                   _progress=None) -> dict[str, Any]:
+                   progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
     """`apps.explorer.study.patching_study`, cached by its inputs (`spec` as a tuple of (key, value))."""
     from apps.explorer.study import patching_study as run
 
-    return run(_load(name, device), dict(spec), method=method, threshold=threshold, ablation=ablation,
-               progress=_progress)
+    return cached_long(("patching", name, device, spec, method, threshold, ablation), lambda: run(
+        _load(name, device), dict(spec), method=method, threshold=threshold, ablation=ablation, progress=progress))
 
 
 def progress_bar(text: str):

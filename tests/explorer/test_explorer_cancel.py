@@ -20,12 +20,12 @@ def test_stop_during_scan_leaves_model_clean_and_is_not_cached():
         raise StopException()  # what a Streamlit progress update raises when the user presses Stop
 
     with pytest.raises(StopException):
-        state.induction_scan("tiny-llama", "cpu", 3, 6, 123, _progress=stop_after_first)
+        state.induction_scan("tiny-llama", "cpu", 3, 6, 123, progress=stop_after_first)
     assert seen and seen[0] < 1.0
     assert active_hooks(model) == []
     # nothing half-done was cached: the same inputs run again, to the end
     fractions = []
-    res = state.induction_scan("tiny-llama", "cpu", 3, 6, 123, _progress=lambda f, m: fractions.append(f))
+    res = state.induction_scan("tiny-llama", "cpu", 3, 6, 123, progress=lambda f, m: fractions.append(f))
     assert fractions[-1] == 1.0 and res.n_layers == 2
     assert active_hooks(model) == []
 

@@ -135,6 +135,10 @@ def test_attention_page_head_scan_matches_library(app, tiny_model):
     np.testing.assert_allclose(array(shown["data"][0]["z"]), res.scores["induction"].mean, atol=1e-5)
     top = frame_with(app, "induction score")
     assert [(int(a), int(b)) for a, b in zip(top["layer"], top["head"])] == [(L, H) for L, H, _ in res.top("induction", 5)]
+    # back from another page: the scan comes from the cache, drawn again without error
+    app.switch_page("views/model.py").run()
+    app.switch_page("views/attention.py").run()
+    assert errors(app) == [] and len(app.get("plotly_chart")) == len(figs)
 
 
 def test_switching_pages_reuses_cached_forward_passes(app):

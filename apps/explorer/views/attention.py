@@ -51,7 +51,7 @@ with state.guard():
             st.info("Press **Run head scan** (Stop, top right, cancels it; the model is left without hooks).")
         else:
             bar, update = state.progress_bar("scanning heads")
-            res = state.induction_scan(*params, _progress=update)
+            res = state.induction_scan(*params, progress=update)
             bar.empty()
             st.write(f"ICL score (second-copy loss - first-copy loss): **{res.icl_score:.3f}** nats "
                      f"({res.first_half_loss:.2f} -> {res.second_half_loss:.2f})")

@@ -50,7 +50,7 @@ with state.guard():
         st.info("Press **Run patching** (Stop, top right, cancels between steps; no hook stays on the model).")
     else:
         bar, update = state.progress_bar("patching")
-        res = state.patching_study(*params, _progress=update)
+        res = state.patching_study(*params, progress=update)
         bar.empty()
         st.write(f"clean logit difference **{res['clean_ld']:.3f}**, corrupted **{res['corrupted_ld']:.3f}** "
                  f"({res['task']['n_prompts']} prompt pairs of {res['task']['n_pos']} tokens)")
