@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +56,8 @@ class ToyConfig:
     d_vocab: int = 0
     d_out: int = 1
     attn_only: bool = False
-    positional: Literal["learned", "none"] = "learned"
-    normalization: Literal["ln", "none"] = "ln"
+    positional: str = "learned"
+    normalization: str = "ln"
     d_readout_hidden: int = 0
     init_std: float = 0.02
     causal: bool = True

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,12 +50,12 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 64
     lr: float = 1e-3
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: str = "adamw"
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.0
     warmup_steps: int = 0
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: str = "constant"
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0
     eval_every: int = 0

@@ -20,7 +20,7 @@ query (only the query x scaled by c), covariate (every x scaled by c).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -54,13 +54,13 @@ class LinRegConfig:
 
     d: int = 5
     n_points: int = 0
-    x_dist: Literal["isotropic", "scaled", "random"] = "isotropic"
+    x_dist: str = "isotropic"
     x_scale: float = 1.0
-    w_dist: Literal["gaussian", "rademacher"] = "gaussian"
+    w_dist: str = "gaussian"
     w_scale: float = 1.0
     noise_std: float = 0.0
-    loss_on: Literal["all", "last"] = "all"
-    curriculum: Curriculum | None = None
+    loss_on: str = "all"
+    curriculum: Curriculum | dict | None = None
 
     def __post_init__(self) -> None:
         if self.d < 1:
