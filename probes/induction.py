@@ -32,7 +32,7 @@ from probes import dla
 from probes.errors import IclensError
 from probes.head_scores import ngram_masks, ngram_scores, repeated_scores
 from probes.hooks import capture
-from probes.icl_score import icl_score, per_token_loss
+from probes.icl_score import NaturalTextICL, icl_score, per_token_loss
 from probes.prompts import ngram_sequences, repeated_random_tokens, token_pool
 from probes.results import to_jsonable, versions, write_json
 
@@ -97,6 +97,7 @@ class InductionResult:
     icl_score: float
     example_tokens: list[str] = field(default_factory=list)
     example_patterns: dict[str, list[list[float]]] = field(default_factory=dict)
+    natural_text: NaturalTextICL | None = None
     versions: dict[str, str] = field(default_factory=versions)
 
     def top(self, score: str = "induction", k: int = 5) -> list[tuple[int, int, float]]:
@@ -115,6 +116,8 @@ class InductionResult:
         d = json.loads(Path(path).read_text())
         d["config"] = ScanConfig(**{**d["config"], "ngram_orders": tuple(d["config"]["ngram_orders"])})
         d["scores"] = {k: HeadScores(**v) for k, v in d["scores"].items()}
+        if d.get("natural_text"):
+            d["natural_text"] = NaturalTextICL(**d["natural_text"])
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -53,3 +53,10 @@ def test_unwritable_out(tmp_path, capsys):
     code, cap = run(["probe", "induction", "--model", "tiny-llama", "--out", str(blocker / "sub")], capsys)
     assert code == 2 and "--out" in cap.err and "Traceback" not in cap.err
     assert blocker.read_text() == "x"
+
+
+def test_missing_text_corpus_fails_before_work(tmp_path, capsys):
+    code, cap = run(["probe", "induction", "--model", "tiny-llama", "--out", str(tmp_path / "o"),
+                     "--text", str(tmp_path / "missing.txt")], capsys)
+    assert code == 2 and "Traceback" not in cap.err
+    assert not (tmp_path / "o").exists()

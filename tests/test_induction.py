@@ -137,3 +137,16 @@ def test_bad_config(kwargs, match):
 def test_sequence_longer_than_context(tiny_model):
     with pytest.raises(IclensError, match="context"):
         induction.scan(tiny_model, n_prompts=1, seq_len=100)
+
+
+def test_natural_text_icl_score(tmp_path, handbuilt):
+    """On text that repeats itself, the hand-built induction model's late loss is far below its early loss."""
+    from probes.icl_score import natural_text_icl
+
+    words = [f"w{i}" for i in range(40)]
+    (tmp_path / "t.txt").write_text(" ".join(words * 10))
+    nt = natural_text_icl(handbuilt, str(tmp_path / "t.txt"), n_contexts=2, early=5, late=100, window=10)
+    assert nt.n_contexts == 2 and len(nt.loss_by_position) == 110
+    assert nt.early_loss > 10 * nt.late_loss and nt.icl_score < 0
+    with pytest.raises(IclensError, match="context"):
+        natural_text_icl(handbuilt, str(tmp_path / "t.txt"), late=1000)

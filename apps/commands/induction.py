@@ -34,12 +34,20 @@ def induction_cmd(
     seq_len: int = typer.Option(64, "--seq-len", help="Length of the repeated random sequence (prompt = 2x + BOS)."),
     ngram: list[int] = typer.Option([2, 3, 4], "--ngram", help="n-gram orders to score (repeatable)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per forward pass."),
+    text: str | None = typer.Option(None, "--text", help="Also score ICL on natural text: a file, folder or hf:NAME."),
+    text_contexts: int = typer.Option(8, "--text-contexts", help="Natural-text contexts to read."),
+    text_late: int = typer.Option(500, "--text-late", help="'Late' position of the natural-text ICL score (early: 50)."),
 ) -> None:
     """Find induction, previous-token, duplicate and n-gram heads; write result.json + report.html."""
+    from probes.icl_score import natural_text_icl
     from probes.induction import ScanConfig, scan
     from probes.models import load_model
 
     config = ScanConfig(n_prompts=n_prompts, seq_len=seq_len, seed=seed, ngram_orders=tuple(ngram), batch_size=batch_size)
+    if text:  # validate the corpus path before any slow work
+        from probes.corpus import CorpusConfig
+
+        CorpusConfig(source=text, seq_len=text_late + 11)
     out = prepare_out(out)
     seed_everything(seed)
     typer.echo(f"loading {model} ...", err=True)
@@ -50,6 +58,9 @@ def induction_cmd(
             bar.update(round(frac * 100) - bar.n)
 
         res = scan(m, config=config, progress=progress)
+    if text:
+        res.natural_text = natural_text_icl(m, text, n_contexts=text_contexts, early=min(50, text_late // 10),
+                                            late=text_late)
     res.save(out / "result.json")
     facts = {"model": res.model, "layers x heads": f"{res.n_layers} x {res.n_heads}", "seed": seed,
              "prompts": f"{n_prompts} x (2 x {seq_len}) tokens", "ICL score": f"{res.icl_score:.3f}",

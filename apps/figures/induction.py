@@ -36,6 +36,17 @@ def loss_curve(res) -> go.Figure:
     return fig
 
 
+def natural_text_section(nt) -> Section:
+    x = list(range(1, len(nt.loss_by_position) + 1))
+    fig = curves(x, {"loss": nt.loss_by_position}, f"Loss by position on natural text ({nt.n_contexts} contexts)",
+                 xlabel="position of the predicted token", ylabel="loss (nats)")
+    for pos in (nt.early, nt.late):
+        fig.add_vrect(x0=pos + 1, x1=pos + nt.window + 1, opacity=0.15, line_width=0)
+    return Section("ICL score on natural text", f"Olsson et al.'s score on {nt.source}: loss around token {nt.late} "
+                   f"({nt.late_loss:.3f}) minus around token {nt.early} ({nt.early_loss:.3f}) = {nt.icl_score:.3f} nats.",
+                   [fig])
+
+
 def example_patterns(res) -> list[go.Figure]:
     figs = []
     for key, pattern in res.example_patterns.items():
@@ -48,6 +59,7 @@ def report_sections(res) -> list[Section]:
     """All sections of the induction report, in reading order."""
     top = ", ".join(f"L{L}.H{H} ({s:.2f})" for L, H, s in res.top("induction", 5))
     ngram = [k for k in res.scores if k.startswith("ngram_")]
+    extra = [natural_text_section(res.natural_text)] if res.natural_text else []
     return [
         Section("Induction heads", f"Top heads: {top}. Attention from each second-copy token to the token that "
                 "followed its first copy, averaged over prompts (Olsson et al. 2022).",
@@ -63,4 +75,4 @@ def report_sections(res) -> list[Section]:
                 "1-token match.", [score_heatmap(res, k) for k in ngram]),
         Section("Attention patterns of the top heads", "One repeated prompt; the induction stripe sits one "
                 "position right of the seq_len-offset diagonal.", example_patterns(res)),
-    ]
+    ] + extra
