@@ -222,6 +222,28 @@ def patching_study(name: str, device: str, spec: tuple, method: str, threshold: 
         _load(name, device), dict(spec), method=method, threshold=threshold, ablation=ablation, progress=progress))
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def toy_summary(run_dir: str, mtime: int) -> dict[str, Any]:
+    """`toy_runs.run_summary`, cached by folder and its modification time (a run still training changes it)."""
+    from apps.explorer import toy_runs
+
+    return toy_runs.run_summary(Path(run_dir))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def toy_error_curve(run_dir: str, mtime: int) -> dict[str, list[float]]:
+    from apps.explorer import toy_runs
+
+    return toy_runs.error_curve(Path(run_dir))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def toy_attention(run_dir: str, step: int, mtime: int) -> dict[str, Any]:
+    from apps.explorer import toy_runs
+
+    return toy_runs.checkpoint_attention(Path(run_dir), step)
+
+
 def progress_bar(text: str):
     """A Streamlit progress bar and a `progress(fraction, message)` callback that updates it.
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import numpy as np
 import pytest
 
@@ -12,38 +9,23 @@ from circuits.attribution import attribution_patch
 from circuits.patching import activation_patch, head_sweep, resid_sweep, task_metric
 from circuits.tasks import make_task, task_from_pairs
 from probes.hooks import active_hooks
-
-
-def figs(at) -> dict[str, dict]:
-    out = {}
-    for c in at.get("plotly_chart"):
-        f = json.loads(c.proto.spec)
-        out[f["layout"]["title"]["text"]] = f
-    return out
-
-
-def z(fig) -> np.ndarray:
-    v = fig["data"][0]["z"]
-    if isinstance(v, dict):
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return a.reshape([int(n) for n in str(v["shape"]).split(",")]).astype(float)
-    return np.asarray(v, dtype=float)
+from explorer_testutil import array, by_title, errors
 
 
 def test_task_maps_match_library(app, tiny_model):
     app.switch_page("views/attribution.py").run()
-    assert not app.exception and [e.value for e in app.error] == []
+    assert not app.exception and errors(app) == []
     app.number_input(key="attribution.attr_n").set_value(4).run()
     assert len(app.get("plotly_chart")) == 0  # nothing runs before the button
     app.button(key="run_patching").click().run()
-    assert not app.exception and [e.value for e in app.error] == []
-    shown = figs(app)
+    assert not app.exception and errors(app) == []
+    shown = by_title(app)
     task = make_task(tiny_model, "induction", n=4, seed=0)
     metric = task_metric(tiny_model, task)
     exact = activation_patch(tiny_model, task, head_sweep(tiny_model), metric=metric).values
     approx = attribution_patch(tiny_model, task, resid_sweep(tiny_model, task.n_pos), metric=metric).values
-    np.testing.assert_allclose(z(shown["activation patching: heads"]), exact, atol=1e-4)
-    np.testing.assert_allclose(z(shown["attribution patching: residual stream"]), approx, atol=1e-4)
+    np.testing.assert_allclose(array(shown["activation patching: heads"]["data"][0]["z"]), exact, atol=1e-4)
+    np.testing.assert_allclose(array(shown["attribution patching: residual stream"]["data"][0]["z"]), approx, atol=1e-4)
     assert "heads: attribution vs activation" in shown and any(t.startswith("found circuit") for t in shown)
     assert active_hooks(tiny_model) == []
 
@@ -53,11 +35,11 @@ def test_own_pair_and_bad_pairs(app, tiny_model):
     app.radio(key="attribution.attr_source").set_value("my own pair").run()
     app.selectbox(key="attribution.attr_method").set_value("activation").run()
     app.button(key="run_patching").click().run()
-    assert not app.exception and [e.value for e in app.error] == []
+    assert not app.exception and errors(app) == []
     task = task_from_pairs(tiny_model, "custom", ["alice gave the ball to"], ["bob gave the ball to"], [" bob"], [" alice"])
     exact = activation_patch(tiny_model, task, resid_sweep(tiny_model, task.n_pos)).values
-    shown = figs(app)
-    np.testing.assert_allclose(z(shown["activation patching: residual stream"]), exact, atol=1e-4)
+    shown = by_title(app)
+    np.testing.assert_allclose(array(shown["activation patching: residual stream"]["data"][0]["z"]), exact, atol=1e-4)
     assert "attribution patching: heads" not in shown
     assert shown["activation patching: residual stream"]["data"][0]["x"][:2] == ["0:<bos>", "1:alice"]
 
@@ -69,10 +51,10 @@ def test_own_pair_and_bad_pairs(app, tiny_model):
         app.text_input(key=f"attribution.{key}").input(value).run()
         app.button(key="run_patching").click().run()
         assert not app.exception
-        assert len(app.error) == 1 and expect in app.error[0].value, [e.value for e in app.error]
+        assert len(app.error) == 1 and expect in app.error[0].value, errors(app)
         app.text_input(key=f"attribution.{key}").input(good).run()
         app.button(key="run_patching").click().run()  # back to the good pair: cached, shown again
-        assert [e.value for e in app.error] == [] and "activation patching: residual stream" in figs(app)
+        assert errors(app) == [] and "activation patching: residual stream" in by_title(app)
     assert active_hooks(tiny_model) == []
 
 

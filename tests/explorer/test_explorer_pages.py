@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from apps.explorer import state
-
-
-def errors(at) -> list[str]:
-    return [e.value for e in at.error]
-
-
-def frame_with(at, column: str):
-    """The first dataframe on the page that has `column`."""
-    for d in at.dataframe:
-        if column in d.value.columns:
-            return d.value
-    raise AssertionError(f"no table with a {column!r} column; tables: {[list(d.value.columns) for d in at.dataframe]}")
-
-
-def plotly_fig(at, index: int = 0) -> dict:
-    return json.loads(at.get("plotly_chart")[index].proto.spec)
-
-
-def array(v) -> np.ndarray:
-    """A plotly JSON array: a plain list, or {'dtype', 'bdata' (base64), 'shape'}."""
-    if isinstance(v, dict):
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return a.reshape([int(n) for n in str(v.get("shape", len(a))).split(",")]).astype(float)
-    return np.asarray(v, dtype=float)
+from explorer_testutil import array, errors, figures, frame_with
 
 
 def test_model_page_widgets_and_known_tokens(app, tiny_model):
@@ -106,14 +80,14 @@ def test_attention_page_pattern_matches_hook(app, tiny_model):
     assert app.text_area(key="attention.prompt").value == "the cat saw the dog"
     app.number_input(key="attention.layer").set_value(1).run()
     app.number_input(key="attention.head").set_value(2).run()
-    fig = plotly_fig(app, 0)
+    fig = figures(app)[0]
     _, cache = tiny_model.run_with_cache(tiny_model.to_tokens("the cat saw the dog"),
                                          names_filter="blocks.1.attn.hook_pattern")
     expect = cache["blocks.1.attn.hook_pattern"][0, 2].numpy()
     np.testing.assert_allclose(array(fig["data"][0]["z"]), expect, atol=2e-3)  # float16 storage
     assert fig["data"][0]["x"] == ["0:<bos>", "1:the", "2:cat", "3:saw", "4:the", "5:dog"]
     # the repeated-token example shows the chosen head, on [BOS] R R with R of the chosen length
-    ex = plotly_fig(app, 1)
+    ex = figures(app)[1]
     assert "layer 1, head 2" in ex["layout"]["title"]["text"] and len(ex["data"][0]["x"]) == 1 + 2 * 12
 
 
@@ -126,7 +100,7 @@ def test_attention_page_head_scan_matches_library(app, tiny_model):
     assert len(app.get("plotly_chart")) == 2  # prompt pattern + example, no scores before the button
     app.button(key="run_scan").click().run()
     assert errors(app) == [] and not app.exception
-    figs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    figs = figures(app)
     titles = [f["layout"]["title"]["text"] for f in figs]
     for t in ("induction", "previous token", "duplicate token", "2-gram", "3-gram", "4-gram"):
         assert t in titles
