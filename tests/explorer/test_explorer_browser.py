@@ -174,6 +174,13 @@ def test_explorer_in_chromium(tmp_path, tiny_model):
         wait_for(driver, "context is 128 tokens")  # one-line error, the app keeps running
         assert "Traceback" not in body_text(driver)
 
+        open_page(driver, "Attribution")
+        wait_for(driver, "Run patching")
+        assert "activation" in body_text(driver)
+
+        open_page(driver, "Toy models")
+        wait_for(driver, "no training runs under")  # an empty runs folder: what to do, in one line
+
         open_page(driver, "Reports")
         wait_for(driver, "Results (1)")
         frame = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
