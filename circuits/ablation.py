@@ -55,7 +55,7 @@ def all_heads(model) -> list[str]:
 
 
 def ablation_sources(model, tokens: Int[torch.Tensor, "batch pos"], hooks: list[str], method: str,
-                     reference: Int[torch.Tensor, "ref pos"] | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+                     reference: Int[torch.Tensor, "_ref _pos"] | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
     """Replacement activations [batch, ...] for `hooks` when running `tokens`, keyed 'ablate:<hook>'.
 
     Args:
@@ -81,22 +81,30 @@ def ablation_sources(model, tokens: Int[torch.Tensor, "batch pos"], hooks: list[
     return {f"ablate:{n}": a[rows] for n, a in ref.items()}
 
 
-def _prepare(model, task: PatchTask, names_sets: list[list[str]], method: str, reference, on: str, seed: int):
+def knock_out_sources(model, task: PatchTask, components: list[str], *, method: str = "resample",
+                      reference: torch.Tensor | None = None, on: str = "clean", seed: int = 0) -> dict[str, torch.Tensor]:
+    """The ablation values every component in `components` would use; reuse them across many knock-outs."""
     if on not in ("clean", "corrupted"):
         raise IclensError(f"unknown run {on!r}: ablate on 'clean' or 'corrupted'.")
     tokens = task.clean if on == "clean" else task.corrupted
-    variants = [[component_patch(model, c) for c in names] for names in names_sets]
-    hooks = sorted({p.hook for v in variants for p in v}) or [f"blocks.0.hook_resid_pre"]
+    hooks = sorted({component_patch(model, c).hook for c in components}) or ["blocks.0.hook_resid_pre"]
     reference = task.corrupted if reference is None and method == "resample" else reference
-    return tokens, variants, ablation_sources(model, tokens, hooks, method, reference, seed)
+    return ablation_sources(model, tokens, hooks, method, reference, seed)
 
 
 def knock_out_many(model, task: PatchTask, component_sets: list[list[str]], *, method: str = "resample",
                    reference: torch.Tensor | None = None, on: str = "clean", metric: NormalisedLogitDiff | None = None,
-                   seed: int = 0, max_batch: int = 256) -> list[float]:
-    """Normalised task metric with each set of components ablated together (one batched evaluation)."""
+                   seed: int = 0, max_batch: int = 256, sources: dict[str, torch.Tensor] | None = None) -> list[float]:
+    """Normalised task metric with each set of components ablated together (one batched evaluation).
+
+    `sources`: precomputed `knock_out_sources(...)` covering these components (skips one forward pass).
+    """
     metric = metric or task_metric(model, task)
-    tokens, variants, sources = _prepare(model, task, component_sets, method, reference, on, seed)
+    if sources is None:
+        sources = knock_out_sources(model, task, sorted({c for s in component_sets for c in s}), method=method,
+                                    reference=reference, on=on, seed=seed)
+    tokens = task.clean if on == "clean" else task.corrupted
+    variants = [[component_patch(model, c) for c in names] for names in component_sets]
     vals, _ = run_variants(model, tokens, variants, sources, lambda lg: metric(lg, task.answer, task.wrong),
                            max_batch=max_batch)
     return [float(v) for v in vals]

@@ -17,9 +17,11 @@ stream and a downstream node v reading it,
 
     score(u -> v) = sum over prompts and positions of delta_u . d metric / d input_v.
 
-The gradient through one node's input alone is read from residual-stream hooks:
-``d/d input(attn L) = g(resid_pre L) - g(resid_mid L)``, ``d/d input(mlp L) =
-g(resid_mid L) - g(resid_post L)``, logits: ``g(resid_post last)``. Upstream
+The gradient through one node's input alone is read from the branch-input hooks
+(``ln1.hook_in`` / ``ln2.hook_in`` on a TransformerBridge) or, on models whose
+resid hooks sit on the residual stream, as ``g(resid_pre L) - g(resid_mid L)``
+(attention) and ``g(resid_mid L) - g(resid_post L)`` (MLP); logits read
+``g(resid_post last)``. Upstream
 heads are split per head only where the attention output is exactly ``sum_h z_h
 W_O[h]`` (checked on the cache; Gemma 3's post-attention norm breaks it, so there
 the node is the whole attention layer).
@@ -115,17 +117,45 @@ def heads_decompose(model, cache: dict[str, torch.Tensor], layer: int) -> bool:
     return bool((rec - out).abs().max() <= 1e-4 * (1 + out.abs().max()))
 
 
+def _reader_inputs(model, layer: int) -> dict[str, tuple[str, str | None]]:
+    """How to read d metric / d (input of attn `layer`) and (input of mlp `layer`): (hook, minus-hook or None).
+
+    On a TransformerBridge `hook_resid_mid` is an alias of `ln2.hook_in`, the MLP branch's own
+    input, and `ln1.hook_in` is the attention branch's: their gradients are the node-input
+    gradients directly. On models whose resid hooks sit on the residual stream itself
+    (TransformerLens-style toy models) a node's input gradient is the difference of the
+    residual gradients before and after the node.
+    """
+    d = model.hook_dict
+    pre, mid, post = (f"blocks.{layer}.hook_resid_{p}" for p in ("pre", "mid", "post"))
+    ln1, ln2 = f"blocks.{layer}.ln1.hook_in", f"blocks.{layer}.ln2.hook_in"
+    mid_is_branch = mid in d and ln2 in d and d[mid] is d[ln2]
+    has_mlp = f"blocks.{layer}.hook_mlp_out" in d
+    out: dict[str, tuple[str, str | None]] = {}
+    if ln1 in d and d[ln1] is not d[pre]:
+        out["A"] = (ln1, None)
+    else:
+        out["A"] = (pre, mid if (mid in d and not mid_is_branch) else post)
+    if has_mlp:
+        if mid_is_branch or (ln2 in d and d[ln2] is not d.get(mid)):
+            out["M"] = (ln2, None)
+        elif mid in d:
+            out["M"] = (mid, post)
+    return out
+
+
 def edge_attribution(model, task: PatchTask, *, metric: NormalisedLogitDiff | None = None) -> EdgeResult:
     """EAP scores for every (upstream node -> later downstream node) edge, from one backward pass."""
     t0 = time.perf_counter()
     metric = metric or task_metric(model, task)
     L = model.cfg.n_layers
-    has_mlp = all(f"blocks.{l}.hook_mlp_out" in model.hook_dict for l in range(L))
-    has_mid = all(f"blocks.{l}.hook_resid_mid" in model.hook_dict for l in range(L))
-    resid = [f"blocks.{l}.hook_resid_{p}" for l in range(L) for p in (("pre", "mid", "post") if has_mid else ("pre", "post"))]
+    readers = [_reader_inputs(model, l) for l in range(L)]
+    has_mlp = all("M" in r for r in readers)
+    grad_names = {n for r in readers for pair in r.values() for n in pair if n}
+    grad_names |= {"blocks.0.hook_resid_pre", f"blocks.{L - 1}.hook_resid_post"}
     outs = [f"blocks.{l}.attn.hook_z" for l in range(L)] + [f"blocks.{l}.hook_attn_out" for l in range(L)]
     outs += [f"blocks.{l}.hook_mlp_out" for l in range(L)] if has_mlp else []
-    names = resid + outs
+    names = sorted(grad_names | set(outs))
     clean = cache_hooks(model, task.clean, names)
     _, corr, grad = metric_grads(model, task, names, metric)
     per_head = all(heads_decompose(model, clean, l) for l in range(L))
@@ -143,16 +173,16 @@ def edge_attribution(model, task: PatchTask, *, metric: NormalisedLogitDiff | No
         if has_mlp:
             ups.append((f"M{l}", l + 0.5, clean[f"blocks.{l}.hook_mlp_out"] - corr[f"blocks.{l}.hook_mlp_out"]))
 
-    def g(l, p):
-        return grad[f"blocks.{l}.hook_resid_{p}"]
+    def g(pair):
+        a, b = pair
+        return grad[a] if b is None else grad[a] - grad[b]
 
     downs: list[tuple[str, float, torch.Tensor]] = []
-    for l in range(L):
-        after_attn = "mid" if has_mid else "post"
-        downs.append((f"A{l}", l, g(l, "pre") - g(l, after_attn)))
-        if has_mlp and has_mid:
-            downs.append((f"M{l}", l + 0.5, g(l, "mid") - g(l, "post")))
-    downs.append(("logits", float(L), g(L - 1, "post")))
+    for l, r in enumerate(readers):
+        downs.append((f"A{l}", l, g(r["A"])))
+        if has_mlp:
+            downs.append((f"M{l}", l + 0.5, g(r["M"])))
+    downs.append(("logits", float(L), grad[f"blocks.{L - 1}.hook_resid_post"]))
 
     edges = [(u, v, float((du * gv).sum())) for u, ou, du in ups for v, ov, gv in downs if ov > ou]
     return EdgeResult(edges, per_head, time.perf_counter() - t0)

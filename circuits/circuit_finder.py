@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from circuits.ablation import all_heads, knock_out_many
+from circuits.ablation import all_heads, knock_out_many, knock_out_sources
 from circuits.metrics import NormalisedLogitDiff
 from circuits.patching import task_metric
 from circuits.tasks import PatchTask
@@ -43,12 +43,10 @@ class CircuitResult:
     n_evaluations: int = 0
 
 
-def _faith(model, task, keep_sets, universe, metric, ablation, reference, seed, max_batch) -> list[float]:
+def _faith(model, task, keep_sets, universe, metric, sources, max_batch) -> list[float]:
+    # The full clean model scores 1 on the normalised metric, so faithfulness is the metric itself.
     sets = [[h for h in universe if h not in keep] for keep in keep_sets]
-    full = 1.0  # normalised metric of the unablated clean run
-    vals = knock_out_many(model, task, sets, method=ablation, reference=reference, on="clean", metric=metric,
-                          seed=seed, max_batch=max_batch)
-    return [v / full for v in vals]
+    return knock_out_many(model, task, sets, on="clean", metric=metric, max_batch=max_batch, sources=sources)
 
 
 def find_circuit(model, task: PatchTask, *, threshold: float = 0.9, method: str = "greedy", ablation: str = "resample",
@@ -68,7 +66,8 @@ def find_circuit(model, task: PatchTask, *, threshold: float = 0.9, method: str 
         raise IclensError(f"unknown circuit search {method!r}: use 'greedy' or 'ranked'.")
     metric = metric or task_metric(model, task)
     universe = all_heads(model)
-    args = (universe, metric, ablation, reference, seed, max_batch)
+    sources = knock_out_sources(model, task, universe, method=ablation, reference=reference, seed=seed)
+    args = (universe, metric, sources, max_batch)
     if method == "ranked":
         if scores is None or np.asarray(scores).size != len(universe):
             raise IclensError("ranked circuit search needs scores of shape [layer, head] (from activation or attribution patching).")

@@ -179,7 +179,12 @@ def _n_kv_heads(model) -> int:
 
 
 def resid_sweep(model, n_pos: int, point: str = "resid_pre") -> Sweep:
-    """Residual stream at each layer x position (`point`: resid_pre / resid_mid / resid_post)."""
+    """Residual stream at each layer x position (`point`: resid_pre / resid_mid / resid_post).
+
+    On a TransformerBridge `hook_resid_mid` is an alias of `ln2.hook_in`: patching it changes
+    only the MLP's input, not the residual stream that later layers read; use resid_pre /
+    resid_post for the stream itself.
+    """
     L = model.cfg.n_layers
     v = [[Patch(f"blocks.{l}.hook_{point}", (p, None))] for l in range(L) for p in range(n_pos)]
     return Sweep(f"{point} (layer x position)", v, (L, n_pos), ("layer", "pos"))

@@ -80,8 +80,8 @@ def write_study_report(out: Path, result: dict) -> None:
     write_report(out / "report.html", f"Attribution study: {cfg['task']} on {cfg['model']}", sections, facts)
 
 
-def run_one(cfg, out: Path, progress: bool = True) -> dict:
-    """Load, compute, write result.json and report.html for one StudyConfig."""
+def run_one(cfg, out: Path, progress: bool = True, models: dict | None = None) -> dict:
+    """Load (or reuse from `models`), compute, write result.json and report.html for one StudyConfig."""
     from circuits.study import run_study
     from circuits.tasks import make_task
     from probes.models import load_model, resolve_device
@@ -90,7 +90,11 @@ def run_one(cfg, out: Path, progress: bool = True) -> dict:
     prepare_out(out)
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    model = load_model(cfg.model, device=resolve_device(cfg.device))
+    models = {} if models is None else models
+    key = (cfg.model, str(resolve_device(cfg.device)))
+    if key not in models:
+        models[key] = load_model(cfg.model, device=key[1])
+    model = models[key]
     task = make_task(model, cfg.task, n=cfg.n_prompts, seed=cfg.seed)
     res = to_jsonable(run_study(model, task, cfg, progress=progress))
     res["seconds"]["total"] = time.perf_counter() - t0
@@ -170,10 +174,10 @@ def run_cmd(
     prepare_out(base)
     for name, _ in runs:
         prepare_out(base / name)
-    index = []
+    index, models = [], {}
     for name, cfg in runs:
         typer.echo(f"[{name}] {cfg.model} / {cfg.task} / {cfg.method}")
-        res = run_one(cfg, base / name)
+        res = run_one(cfg, base / name, models=models)  # each model is loaded once per spec
         index.append({"name": name, "config": dataclasses.asdict(cfg), "circuit": res["circuit"]["heads"],
                       "faithfulness": res["circuit"]["faithfulness"], "agreement": res["agreement"]})
     write_json(base / "result.json", {"spec": str(spec), "reports": index})
