@@ -57,9 +57,9 @@ class TokenFeatureGraph:
         return self.token_ids[self.edges[:, feature]].tolist()
 
 
-def build_graph(batches: Iterable[tuple[Int[torch.Tensor, " batch"], Float[torch.Tensor, "batch d_sae"]]], *,
+def build_graph(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
                 vocab_size: int, threshold: float = 0.0) -> TokenFeatureGraph:
-    """Accumulate the graph from (token ids [n], feature activations [n, d_sae]) batches.
+    """Accumulate the graph from (token ids [n], feature activations [n, d_sae]) batches (n varies).
 
     Memory: one bool row per distinct token (grown by doubling), never per occurrence.
     """
@@ -93,7 +93,7 @@ def build_graph(batches: Iterable[tuple[Int[torch.Tensor, " batch"], Float[torch
     return TokenFeatureGraph(token_ids=ids_t[order_t], counts=counts[order_t], edges=edges[order_t], threshold=threshold)
 
 
-def power_law_fit(rank: Sequence[float], degree: Sequence[float]) -> dict[str, float]:
+def power_law_fit(rank: Sequence[int | float] | np.ndarray, degree: Sequence[int | float] | np.ndarray) -> dict[str, float | int]:
     """Least-squares fit of log10(degree) = log10(C) - alpha * log10(rank) over degree > 0."""
     r = np.asarray(rank, dtype=float)
     d = np.asarray(degree, dtype=float)
@@ -128,9 +128,9 @@ class GraphStats:
     n_token_types: int
     n_features: int
     n_alive: int
-    power_law: dict[str, float]
+    power_law: dict[str, float | int]
     coverage: dict[str, dict[int, float]]
-    function_vs_content: dict[str, dict[str, float]]
+    function_vs_content: dict[str, dict[str, float | int]]
     token_ids: list[int] = field(default_factory=list)
     frequency: list[int] = field(default_factory=list)
     degree: list[int] = field(default_factory=list)
