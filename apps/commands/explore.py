@@ -1,4 +1,7 @@
-"""`iclens explore`: start the Streamlit explorer (`streamlit run apps/explorer/app.py`).
+"""`iclens explore`: start the Streamlit explorer (`streamlit run apps/explorer/serve.py`).
+
+serve.py serves apps/explorer/app.py and, at server start, loads the start model in
+the background so the first page is ready sooner (see its docstring).
 
 Settings reach the app through environment variables (ICLENS_EXPLORER_MODEL,
 ICLENS_EXPLORER_RUNS_DIR, ICLENS_EXPLORER_OUT_DIR, ICLENS_EXPLORER_DEVICE), so the
@@ -19,7 +22,7 @@ import typer
 from apps.cli_base import DEVICE_OPT, app, prepare_out
 from probes.errors import IclensError
 
-APP = Path(__file__).resolve().parents[1] / "explorer" / "app.py"
+APP = Path(__file__).resolve().parents[1] / "explorer" / "serve.py"
 ROOT = APP.parents[2]
 
 

@@ -68,8 +68,13 @@ def tokenize(model, prompt: str, limit: int | None = None) -> torch.Tensor:
     return tokens
 
 
+def visible(token: str) -> str:
+    """A token string with newlines and tabs written as escapes, so a table or axis shows them."""
+    return str(token).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
 def str_tokens(model, tokens: torch.Tensor) -> list[str]:
-    return [str(t) for t in model.to_str_tokens(tokens[0])]
+    return [visible(t) for t in model.to_str_tokens(tokens[0])]
 
 
 def prompt_summary(model, prompt: str, k: int = 10) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def prompt_summary(model, prompt: str, k: int = 10) -> dict[str, Any]:
     probs = torch.softmax(logits[0, -1].float(), dim=-1)
     p, idx = probs.topk(min(k, probs.shape[0]))
     labels = str_tokens(model, tokens)
-    top_labels = [str(t) for t in model.to_str_tokens(idx.cpu())]
+    top_labels = [visible(t) for t in model.to_str_tokens(idx.cpu())]
     loss = per_token_loss(logits, tokens)[0].cpu() if tokens.shape[1] > 1 else torch.zeros(0)
     return {
         "tokens": labels,

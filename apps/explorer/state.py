@@ -34,6 +34,7 @@ from apps.explorer import compute
 from probes.errors import IclensError
 
 DEFAULT_PROMPT = "the cat saw the dog . the cat saw the"
+DEFAULT_TOP_K = 10
 OTHER_MODEL = "other: type a Hugging Face id"
 
 
@@ -242,6 +243,20 @@ def toy_attention(run_dir: str, step: int, mtime: int) -> dict[str, Any]:
     from apps.explorer import toy_runs
 
     return toy_runs.checkpoint_attention(Path(run_dir), step)
+
+
+def warm_up() -> None:
+    """Load the start model and compute the first page on the default prompt; run by serve.py at server start.
+
+    Errors are left to the page, which reports the same error as one line when it runs.
+    """
+    try:
+        cfg = settings()
+        name = compute.check_model_name(cfg.model)
+        _load(name, cfg.device)
+        prompt_summary(name, cfg.device, DEFAULT_PROMPT, DEFAULT_TOP_K)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def progress_bar(text: str):

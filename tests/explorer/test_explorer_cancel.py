@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
@@ -9,6 +11,8 @@ from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from apps.explorer import compute, state
 from probes.errors import IclensError
 from probes.hooks import active_hooks
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "explorer" / "app.py"
 
 
 def test_stop_during_scan_leaves_model_clean_and_is_not_cached():
@@ -48,3 +52,24 @@ def test_attention_patterns_rows_sum_to_one_and_are_causal(tiny_model):
     assert p.shape == (2, 4, 6, 6) and out["tokens"][0] == "<bos>"
     assert abs(p.sum(-1) - 1).max() < 5e-3
     assert abs(p * (1 - np.tril(np.ones((6, 6))))).max() == 0  # no query looks at a later key
+
+
+def test_warm_up_fills_the_first_page_cache(explorer_env):
+    """serve.py's warm-up leaves the first page with nothing to compute: its visit runs no forward pass."""
+    from explorer_testutil import errors
+    from streamlit.testing.v1 import AppTest
+
+    state.warm_up()
+    model = state._load("tiny-llama", "cpu")
+    calls = []
+    handle = model.register_forward_pre_hook(lambda mod, args: calls.append(1))
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        assert errors(at) == [] and len(at.dataframe) >= 2
+        assert calls == []
+    finally:
+        handle.remove()
+
+
+def test_visible_tokens():
+    assert compute.visible("a\nb\t") == "a\\nb\\t" and compute.visible(" cat") == " cat"

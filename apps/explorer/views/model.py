@@ -12,7 +12,7 @@ st.caption("Pick a model in the sidebar, type a prompt: its tokens, what the mod
            "and how surprised it was by each token of the prompt.")
 
 prompt = state.prompt_box("model")
-k = st.slider("top-k", 1, 50, key=state.remembered("top_k", 10, "model"))
+k = st.slider("top-k", 1, 50, key=state.remembered("top_k", state.DEFAULT_TOP_K, "model"))
 st.session_state["top_k"] = k
 
 with state.guard():
