@@ -5,8 +5,9 @@ Stages, each cached under ``--out`` so a killed or repeated run picks up where i
 1. activations of ``blocks.L.hook_resid_pre`` -> ``OUT/activations/shard_*.safetensors`` (resumes
    from the last whole shard);
 2. SAE -> ``OUT/sae/`` (reused when its config and training data match);
-3. SAE spliced-in loss, per-token losses, memory-retrieval ablations -> ``OUT/stages/*.json``
-   (reused when their settings match);
+3. SAE spliced-in loss, per-token losses, memory-retrieval ablations and (``--toy-steps``) a toy
+   language model trained from scratch on the same windows, its loss by transition logged over
+   training -> ``OUT/stages/*.json`` (reused when their settings match);
 4. graph statistics (recomputed: cheap), ``result.json`` and ``report.html``.
 """
 
@@ -49,13 +50,14 @@ class FunctionTokensConfig:
     splice_sequences: int = 16
     n_positions: int = 48
     top_m: int = 5
+    toy_steps: int = 0
     seed: int = 0
 
     def __post_init__(self):
         if self.layer < 0:
             raise IclensError(f"--layer must be >= 0 (got {self.layer}).")
-        if self.loss_tokens < 0 or self.splice_sequences < 0 or self.threshold < 0:
-            raise IclensError("--loss-tokens, --splice-sequences and --threshold must be >= 0.")
+        if min(self.loss_tokens, self.splice_sequences, self.threshold, self.toy_steps) < 0:
+            raise IclensError("--loss-tokens, --splice-sequences, --threshold and --toy-steps must be >= 0.")
         if self.max_tokens < self.seq_len:
             raise IclensError(f"--max-tokens {self.max_tokens} is below one sequence ({self.seq_len} tokens): raise it.")
 
@@ -73,6 +75,67 @@ def _stage(path: Path, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
     value = to_jsonable(compute())
     write_json(path, {"key": key, "value": value})
     return value
+
+
+class CorpusLMTask:
+    """Next-token prediction on fixed token windows (a `toy_models.train` task; ids already dense)."""
+
+    task_name = "corpus-lm"
+
+    def __init__(self, tokens: torch.Tensor):
+        self.tokens = tokens
+
+    def sample(self, batch_size: int, generator: torch.Generator, *, step: int = 0) -> dict[str, torch.Tensor]:
+        return {"tokens": self.tokens[torch.randint(len(self.tokens), (batch_size,), generator=generator)]}
+
+    def loss(self, model, batch) -> torch.Tensor:
+        logits = model(batch["tokens"])
+        return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["tokens"][:, 1:].flatten())
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"task": self.task_name, "n_sequences": len(self.tokens), "seq_len": self.tokens.shape[1]}
+
+
+def toy_lm_transitions(tokens: torch.Tensor, function_mask: torch.Tensor, *, steps: int, seed: int = 0,
+                       n_eval: int = 16, evals: int = 10, seq_len: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Train a 2-layer toy transformer from scratch on `tokens` (the same corpus windows) and log the
+    transition statistics of its per-token loss on held-out windows over training.
+
+    Token ids are remapped to the corpus's own dense vocabulary (Gemma's 262k ids would make the
+    read-out most of the model); the function mask is remapped with them.
+    """
+    from probes.transitions import TRANSITIONS, transition_stats
+    from toy_models.models import ToyConfig, ToyTransformer
+    from toy_models.train import TrainConfig, train
+
+    tokens = tokens[:, :seq_len]
+    if len(tokens) <= n_eval:
+        raise IclensError(f"the toy LM needs more than {n_eval} cached sequences: raise --max-tokens.")
+    vocab, dense = torch.unique(tokens, return_inverse=True)
+    fmask = function_mask[vocab]
+    train_toks, eval_toks = dense[:-n_eval], dense[-n_eval:]
+    model = ToyTransformer(ToyConfig(n_layers=2, n_heads=4, d_model=64, n_ctx=seq_len, d_vocab=len(vocab),
+                                     d_out=len(vocab)), seed=seed)
+    log: dict[str, Any] = {"step": [], "mean_loss_all": [], "mean_loss": {t: [] for t in TRANSITIONS},
+                           "loss_share": {t: [] for t in TRANSITIONS}}
+
+    def eval_fn(m, step):
+        with torch.no_grad():
+            logits = m(eval_toks)
+            losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), eval_toks[:, 1:], reduction="none")
+        st = transition_stats(eval_toks, losses, fmask)
+        log["step"].append(step)
+        log["mean_loss_all"].append(st.mean_loss_all)
+        for t in TRANSITIONS:
+            log["mean_loss"][t].append(st.mean_loss[t])
+            log["loss_share"][t].append(st.loss_share[t])
+        return {"loss": st.mean_loss_all}
+
+    eval_fn(model, 0)
+    res = train(model, CorpusLMTask(train_toks), TrainConfig(steps=steps, batch_size=16, lr=3e-3, warmup_steps=steps // 10,
+                                                             lr_schedule="cosine", eval_every=max(1, steps // evals), seed=seed),
+                eval_fn=eval_fn, progress=progress)
+    return {"vocab": len(vocab), "seq_len": seq_len, "steps": steps, "train_loss_last": res.losses[-1], **log}
 
 
 def run_function_tokens(cfg: FunctionTokensConfig, out: Path, *, device: str = "auto", model=None,
@@ -143,6 +206,14 @@ def run_function_tokens(cfg: FunctionTokensConfig, out: Path, *, device: str = "
                         lambda: per_token_loss(model, loss_toks, batch_size=max(1, cfg.batch_size // 2), progress=progress))
         transitions = transition_stats(loss_toks, torch.tensor(losses), fmask, skip_first=store.has_bos)
 
+    toy = None
+    if cfg.toy_steps:
+        echo("toy language model from scratch ...")
+        toy = _stage(out / "stages" / "toy_lm.json", {"steps": cfg.toy_steps, "n_seq": n_seq, "seed": cfg.seed,
+                                                      "corpus": store.meta["fingerprint"], "model": cfg.model},
+                     lambda: toy_lm_transitions(store.sequences(n_seq), fmask, steps=cfg.toy_steps, seed=cfg.seed,
+                                                progress=progress))
+
     texts = model.tokenizer.batch_decode([[int(t)] for t in graph.token_ids])
     top10 = gstats.coverage["all"][10]
     result = {
@@ -157,7 +228,7 @@ def run_function_tokens(cfg: FunctionTokensConfig, out: Path, *, device: str = "
                 "loss": loss, "log": log},
         "graph": gstats, "token_texts": texts, "top_token_texts": texts[:50],
         "function_token_categories": {c: sum(1 for x in categories if x == c) for c in sorted(set(categories))},
-        "retrieval": retrieval, "transitions": transitions,
+        "retrieval": retrieval, "transitions": transitions, "toy_lm": toy,
     }
     result = to_jsonable(result)
     write_json(out / "result.json", result)
@@ -190,11 +261,14 @@ def function_tokens_cmd(
     loss_tokens: int = typer.Option(16_384, "--loss-tokens", help="Tokens for per-token loss by transition (0 = skip)."),
     positions: int = typer.Option(48, "--positions", help="Function / content positions for the retrieval ablation (0 = skip)."),
     top_m: int = typer.Option(5, "--top-m", help="Features ablated per position."),
+    toy_steps: int = typer.Option(0, "--toy-steps", help="Also train a toy LM from scratch on the corpus for this many "
+                                                        "steps and log loss by transition over training (0 = skip)."),
 ) -> None:
     """SAE on a middle layer, token-feature graph, memory retrieval and loss by transition; resumable."""
     cfg = FunctionTokensConfig(model=model, corpus=corpus, layer=layer, max_tokens=max_tokens, seq_len=seq_len,
                                batch_size=batch_size, expansion=expansion, sae_kind=sae_kind, k=k, epochs=epochs,
-                               threshold=threshold, loss_tokens=loss_tokens, n_positions=positions, top_m=top_m, seed=seed)
+                               threshold=threshold, loss_tokens=loss_tokens, n_positions=positions, top_m=top_m,
+                               toy_steps=toy_steps, seed=seed)
     from probes.corpus import CorpusConfig
     from probes.models import resolve_device
     from probes.sae import SAEConfig

@@ -84,6 +84,21 @@ def retrieval_figure(ret: dict[str, Any]) -> go.Figure:
     return fig
 
 
+def toy_transition_figure(toy: dict[str, Any]) -> go.Figure:
+    """Toy LM trained from scratch: held-out mean loss per transition over training steps."""
+    fig = curves(toy["step"], {t: toy["mean_loss"][t] for t in toy["mean_loss"]},
+                 "Toy LM from scratch: held-out loss by transition over training", xlabel="training step",
+                 ylabel="mean next-token loss")
+    fig.update_traces(mode="lines+markers")
+    return fig
+
+
+def toy_share_figure(toy: dict[str, Any]) -> go.Figure:
+    """Toy LM: share of the held-out total loss each transition carries, over training."""
+    return curves(toy["step"], {t: toy["loss_share"][t] for t in toy["loss_share"]},
+                  "Toy LM: share of total loss by transition over training", xlabel="training step", ylabel="share of loss")
+
+
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -129,6 +144,12 @@ def report_sections(result: dict[str, Any]) -> list[Section]:
             f"Per-token loss on {sum(t['count'].values())} predictions; function->content carries "
             f"{t['loss_share']['function->content']:.1%} of the total loss on {t['token_share']['function->content']:.1%} "
             "of predictions."), [transition_figure(t)]))
+    if result.get("toy_lm"):
+        toy = result["toy_lm"]
+        sections.append(Section("Consolidation in a toy LM trained from scratch", (
+            f"A 2-layer toy transformer (d_model 64, the corpus's own {toy['vocab']}-token vocabulary, windows of "
+            f"{toy['seq_len']} tokens) trained for {toy['steps']} steps on the same corpus; loss by transition on "
+            "held-out windows, logged over training."), [toy_transition_figure(toy), toy_share_figure(toy)]))
     return sections
 
 

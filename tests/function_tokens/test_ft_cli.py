@@ -54,3 +54,22 @@ def test_bad_input_exits_2_and_keeps_files(small_corpus, tmp_path, capsys, chang
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and match in errors[0]
     assert (out / "keep.txt").read_text() == "earlier result"
+
+
+def test_toy_lm_learns_a_periodic_corpus_and_logs_transitions(tiny_model):
+    import math
+
+    import torch
+
+    from apps.commands.function_tokens import toy_lm_transitions
+    from probes.function_tokens import function_token_mask
+
+    tok = tiny_model.tokenizer
+    cycle = tok.convert_tokens_to_ids("the cat saw a dog .".split())
+    toks = torch.tensor([[cycle[(i + s) % 6] for i in range(24)] for s in range(40)])
+    log = toy_lm_transitions(toks, function_token_mask(tok), steps=60, evals=3, n_eval=8, seq_len=24, progress=False)
+    assert log["vocab"] == 6 and log["step"][0] == 0 and log["step"][-1] == 60
+    assert log["mean_loss_all"][0] == pytest.approx(math.log(6), abs=0.3)  # untrained: about uniform over 6 tokens
+    assert log["mean_loss_all"][-1] < 0.2  # the cycle is deterministic
+    shares = [log["loss_share"][t][-1] for t in log["loss_share"]]
+    assert sum(shares) == pytest.approx(1.0)
