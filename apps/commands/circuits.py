@@ -36,7 +36,7 @@ def _fmt(v) -> str:
 
 def write_study_report(out: Path, result: dict) -> None:
     """OUT/report.html from a study result dict (as in result.json)."""
-    from apps.figures.circuits import ablation_curves, agreement_scatter, circuit_graph, head_map, resid_map
+    from apps.figures.circuits import ablation_curves, agreement_scatter, circuit_graph, head_map, layer_bars, resid_map
     from apps.report import Section, json_block, write_report
 
     cfg, maps = result["config"], result["maps"]
@@ -46,7 +46,7 @@ def write_study_report(out: Path, result: dict) -> None:
         items = [head_map(heads, f"{m} patching: head outputs (layer x head)"),
                  resid_map(mp["resid"], result["str_tokens"], f"{m} patching: residual stream (layer x position)")]
         if "mlp" in mp:
-            items.append(head_map(np.array(mp["mlp"])[:, None], f"{m} patching: MLP outputs (layer)"))
+            items.append(layer_bars(mp["mlp"], f"{m} patching: MLP outputs (layer)"))
         sections.append(Section(f"{m.capitalize()} patching", (
             "Denoising: the corrupted prompts are run with one component's clean activation written in; "
             "the normalised metric reads 1 when that alone restores the clean logit difference, 0 when it does nothing."

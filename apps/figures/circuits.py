@@ -34,6 +34,15 @@ def head_map(values, title: str) -> go.Figure:
     return layer_head_heatmap(values, title, colorscale="RdBu", zmid=0.0, zlabel="metric")
 
 
+def layer_bars(values, title: str) -> go.Figure:
+    """One patching score per layer (e.g. MLP outputs) as bars."""
+    v = np.asarray(values, dtype=float).ravel()
+    fig = go.Figure(go.Bar(x=list(range(v.size)), y=v, marker_color=["#2166ac" if x >= 0 else "#b2182b" for x in v],
+                           hovertemplate="layer %{x}<br>metric %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="metric", height=320, margin={"t": 50})
+    return fig
+
+
 def agreement_scatter(exact, approx, title: str, labels: Sequence[str] | None = None) -> go.Figure:
     """Attribution estimate against exact activation patching, one dot per component, with y = x."""
     x, y = np.asarray(exact, float).ravel(), np.asarray(approx, float).ravel()
@@ -86,11 +95,15 @@ def circuit_graph(heads: Sequence[str], edges: Sequence[Sequence], n_layers: int
                                  opacity=0.6, showlegend=False))
     if any(a == "embed" for a, *_ in segs):
         nodes.append("embed")
+    grid = [(h, l) for l in range(n_layers) for h in range(n_heads)]  # every head, faint, for orientation
+    fig.add_trace(go.Scatter(x=[g[0] for g in grid], y=[g[1] for g in grid], mode="markers", hoverinfo="skip",
+                             marker={"size": 7, "color": "#ddd"}, showlegend=False))
     xy = [_node_xy(n, n_layers, n_heads) for n in nodes]
     fig.add_trace(go.Scatter(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers+text", text=nodes,
                              textposition="top center", marker={"size": 16, "color": "#2ca02c"}, showlegend=False))
-    fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer", yaxis_autorange="reversed",
-                      height=max(360, 26 * n_layers + 160), margin={"t": 50})
+    fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer", height=max(360, 26 * n_layers + 160),
+                      margin={"t": 50}, xaxis={"range": [-0.7, n_heads + 0.7], "dtick": 1},
+                      yaxis={"range": [n_layers + 0.7, -1.7], "dtick": 1})
     return fig
 
 
