@@ -212,13 +212,14 @@ def collect_activations(model, corpus: CorpusConfig, out_dir: str | os.PathLike,
     shards = _whole_shards(folder)
     n_done = sum(len(load_file(str(p))["tokens"]) for p in shards)
     want = corpus.max_sequences
-    if old and old.get("complete") and (want is None or n_done >= want) and old.get("n_sequences") == n_done:
+    if old and old.get("complete") and old.get("n_sequences") == n_done and \
+            (want is None or n_done >= want or old.get("exhausted")):
         return ActivationStore(folder)
     if shards and n_done % cfg.shard_sequences:  # a short tail shard from a smaller --max-tokens: redo it
         shards[-1].unlink()
         n_done -= n_done % cfg.shard_sequences
         shards = shards[:-1]
-    meta.update(complete=False, n_sequences=n_done)
+    meta.update(complete=False, exhausted=False, n_sequences=n_done)
     _write_meta(folder, meta)
 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -260,6 +261,7 @@ def collect_activations(model, corpus: CorpusConfig, out_dir: str | os.PathLike,
     finally:
         bar.close()
     meta["complete"] = True
+    meta["exhausted"] = want is None or n_done < want  # the corpus ended before the budget
     _write_meta(folder, meta)
     if n_done == 0:
         raise IclensError(f"corpus {corpus.source} yields no whole sequence of {corpus.seq_len} tokens: "

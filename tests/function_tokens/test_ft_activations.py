@@ -89,3 +89,16 @@ def test_larger_budget_extends_a_complete_cache(tiny_model, small_corpus, tmp_pa
     ref = collect_activations(tiny_model, _corpus(small_corpus, max_tokens=16 * 10), tmp_path / "ref", cfg, progress=False)
     assert big.n_sequences == 10
     assert all(torch.equal(load_file(str(a))["acts"], load_file(str(b))["acts"]) for a, b in zip(big.shards, ref.shards))
+
+
+def test_an_exhausted_corpus_is_not_run_again(tiny_model, tmp_path):
+    from conftest import write_corpus
+
+    corpus = _corpus(write_corpus(tmp_path / "c.txt", n_lines=10), max_tokens=10_000)  # 150 words: 10 sequences of BOS + 15
+    cfg = ActivationConfig(layer=1, batch_size=2, shard_sequences=4)
+    first = collect_activations(tiny_model, corpus, tmp_path / "acts", cfg, progress=False)
+    assert first.n_sequences == 10 and first.meta["exhausted"]
+    calls = []
+    with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda x, hook: calls.append(1))]):
+        again = collect_activations(tiny_model, corpus, tmp_path / "acts", cfg, progress=False)
+    assert not calls and again.n_sequences == 10
