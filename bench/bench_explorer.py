@@ -9,7 +9,10 @@
    the cached model) and time first visits against revisits. Revisits must run 0
    forward passes; the printed ratio is first-visit time / revisit time.
 
-Usage: python bench/bench_explorer.py [--model gemma-3-270m] [--switches 4] [--screenshot docs/explorer.png]
+3. With --long: the wall time of the head scan and of the patching study at the
+   pages' default settings.
+
+Usage: python bench/bench_explorer.py [--model gemma-3-270m] [--switches 4] [--screenshot docs/explorer.png] [--long]
 """
 
 from __future__ import annotations
@@ -115,16 +118,33 @@ def page_switches(model: str, switches: int) -> None:
           f"(must be 0); first visit / revisit = {first / rev:.1f}x")
 
 
+def long_computations(model: str) -> None:
+    """Wall time of the two Run buttons' computations with the page defaults (no Streamlit involved)."""
+    from apps.explorer import state
+
+    t = time.perf_counter()
+    state.induction_scan(model, "cpu", 8, 32, 0)
+    print(f"Attention & heads, Run head scan (8 prompts, repeated length 32): {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    res = state.patching_study(model, "cpu", (("task", "induction"), ("n_prompts", 8), ("seed", 0)), "both", 0.8,
+                               "resample")
+    print(f"Attribution, Run patching (induction task, 8 pairs, both methods, circuit): {time.perf_counter() - t:.1f} s; "
+          f"heads Spearman {res['agreement']['heads']['spearman']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--switches", type=int, default=4)
     ap.add_argument("--screenshot", default=None, help="save the first page as this PNG (e.g. docs/explorer.png)")
     ap.add_argument("--skip-browser", action="store_true")
+    ap.add_argument("--long", action="store_true", help="also time the head scan and the patching study")
     args = ap.parse_args()
     if not args.skip_browser:
         first_page_interactive(args.model, args.screenshot)
     page_switches(args.model, args.switches)
+    if args.long:
+        long_computations(args.model)
 
 
 if __name__ == "__main__":

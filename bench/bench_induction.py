@@ -79,15 +79,19 @@ def main() -> None:
     plain(hf_default), induction.scan(model, config=cfg)  # warm-up
     t_def, _ = best_of(lambda: plain(hf_default), args.repeats)
     t_eag, _ = best_of(lambda: plain(hf_eager), args.repeats)
+    t_bridge, _ = best_of(lambda: plain(model), args.repeats)
     t_scan, _ = best_of(lambda: induction.scan(model, config=cfg), args.repeats)
     t_full, _ = best_of(lambda: induction.scan(model, config=full_cfg), args.repeats)
     print(f"batch {args.n_prompts} x {toks.shape[1]} tokens, {torch.get_num_threads()} threads, best of {args.repeats}")
     print(f"plain HF forward (default attention): {t_def:.2f} s  ({n_tok / t_def:.0f} tok/s)")
     print(f"plain HF forward (eager attention)  : {t_eag:.2f} s  ({n_tok / t_eag:.0f} tok/s)")
+    print(f"bridge forward, no hooks            : {t_bridge:.2f} s  ({n_tok / t_bridge:.0f} tok/s)")
     print(f"scan, repeated-token pass           : {t_scan:.2f} s  ({n_tok / t_scan:.0f} tok/s)")
     print(f"scan, both passes (+ n-gram)        : {t_full:.2f} s")
     print(f"RATIO scan pass / plain forward (default attention): {t_scan / t_def:.2f}x")
     print(f"RATIO scan pass / plain forward (eager attention)  : {t_scan / t_eag:.2f}x")
+    print(f"RATIO bridge forward / plain forward (eager attention): {t_bridge / t_eag:.2f}x")
+    print(f"RATIO scan pass / bridge forward                   : {t_scan / t_bridge:.2f}x")
     print(f"RATIO full scan / plain forward (default attention): {t_full / t_def:.2f}x")
 
 

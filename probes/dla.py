@@ -67,16 +67,21 @@ def names_needed(model) -> list[str]:
 
 
 def head_dla(
-    model, cache: Mapping[str, Any], tokens: Int[torch.Tensor, "batch pos"], q_start: int
+    model, cache: Mapping[str, Any], tokens: Int[torch.Tensor, "batch pos"], q_start: int,
+    W_O: Float[torch.Tensor, "layer head d_head d_model"] | None = None,
 ) -> Float[torch.Tensor, "batch layer head"]:
-    """Mean over query positions q >= q_start of each head's direct logit to tokens[:, q + 1]."""
+    """Mean over query positions q >= q_start of each head's direct logit to tokens[:, q + 1].
+
+    `W_O` may be passed in when calling per batch: on a bridge, `model.W_O` restacks
+    every layer's weights on each access.
+    """
     n_layers = model.cfg.n_layers
     q = torch.arange(q_start, tokens.shape[1] - 1)
     target = tokens[:, q + 1]  # [batch, nq]
     W_U = model.W_U.detach()
     u = W_U[:, target].permute(1, 2, 0).float()  # [batch, nq, d_model]
     resid_final = cache["ln_final.hook_in"][:, q].float()
-    W_O = model.W_O.detach()
+    W_O = (model.W_O if W_O is None else W_O).detach()
     per_layer = []
     for L in range(n_layers):
         out = head_outputs(cache[f"blocks.{L}.attn.hook_z"][:, q].float(), W_O[L])  # [b nq h d]

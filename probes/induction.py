@@ -157,7 +157,7 @@ def scan(model, *, config: ScanConfig | None = None, progress: Callable[[float, 
     device = next(model.parameters()).device
     pattern_names = [f"blocks.{L}.attn.hook_pattern" for L in range(n_layers)]
     second = int(bos) + cfg.seq_len
-    steps = 2 * len(range(0, cfg.n_prompts, cfg.batch_size))
+    steps = (2 if cfg.ngram_orders else 1) * len(range(0, cfg.n_prompts, cfg.batch_size))
     done = 0
 
     def tick(msg):
@@ -170,6 +170,7 @@ def scan(model, *, config: ScanConfig | None = None, progress: Callable[[float, 
     # per-head scores inside the hook so the [batch head pos pos] tensors never pile up.
     per_score = {k: [] for k in SCORE_NAMES}
     dla_rows, losses = [], []
+    W_O = model.W_O.detach()
     example_pat = {}
     for sl in _batches(cfg.n_prompts, cfg.batch_size):
         batch = tokens[sl].to(device)
@@ -185,7 +186,7 @@ def scan(model, *, config: ScanConfig | None = None, progress: Callable[[float, 
         for L in range(n_layers):
             for k, v in cache[pattern_names[L]].items():
                 per_score[k].append((L, sl.start, v.cpu()))
-        dla_rows.append(dla.head_dla(model, cache, batch, second).cpu())
+        dla_rows.append(dla.head_dla(model, cache, batch, second, W_O).cpu())
         losses.append(per_token_loss(logits, batch).cpu())
         del logits, cache
         tick("repeated tokens")
@@ -201,7 +202,7 @@ def scan(model, *, config: ScanConfig | None = None, progress: Callable[[float, 
     ng_tokens = ngram_sequences(pool, n_prompts=cfg.n_prompts, length=2 * cfg.seq_len,
                                 alphabet=cfg.ngram_alphabet, seed=cfg.seed)
     ng = {n: torch.full((cfg.n_prompts, n_layers, n_heads), float("nan")) for n in cfg.ngram_orders}
-    for sl in _batches(cfg.n_prompts, cfg.batch_size):
+    for sl in _batches(cfg.n_prompts, cfg.batch_size) if cfg.ngram_orders else ():
         batch = ng_tokens[sl]
         masks = [ngram_masks(row, cfg.ngram_orders, int(bos)) for row in batch]
         _, cache = capture(model, batch.to(device), pattern_names, stop_at=pattern_names[-1],
