@@ -46,7 +46,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, msg):
 
 def test_spec_runs_every_report_and_rejects_bad_specs(tmp_path, capsys):
     spec = tmp_path / "study.yaml"
-    spec.write_text("out: runs\ndefaults: {model: tiny-llama, method: attribution, n_prompts: 4, device: cpu}\n"
+    spec.write_text("out: runs\ndefaults: {model: tiny-llama, method: attribution, n_prompts: 4, device: cpu, circuit_search: ranked, curve_points: 3}\n"
                     "reports:\n  - {name: a, task: ioi}\n  - {name: b, task: induction, threshold: 0.5}\n")
     assert _run(["report", "run", str(spec)]) == 0
     index = json.loads((tmp_path / "runs" / "result.json").read_text())

@@ -29,3 +29,16 @@ def test_gemma_ioi_attribution_and_exact_patching_agree_on_top_heads(gemma):
     assert not e.per_head  # Gemma 3's post-attention norm mixes heads: EAP nodes are attention layers
     assert {u for u, _, _ in e.edges} >= {"embed", "A0", "M17"}
     assert_no_hooks(gemma)
+
+
+def test_gemma_path_patching_shares_key_value_heads_across_a_query_group(gemma):
+    from circuits.path_patching import path_patch
+
+    task = make_task(gemma, "ioi", n=4)
+    metric = task_metric(gemma, task)
+    a = path_patch(gemma, task, [(4, 1)], [(11, 3)], metric=metric).scores[0]
+    b = path_patch(gemma, task, [(4, 1)], [(11, 0)], metric=metric).scores[0]
+    # Gemma 3 has one key/value head per layer: via k and via v both receivers read the same input.
+    np.testing.assert_allclose(a[1:], b[1:], atol=1e-5)
+    assert abs(a[0] - b[0]) > 1e-6  # queries are per head
+    assert_no_hooks(gemma)
