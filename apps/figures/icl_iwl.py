@@ -1,0 +1,80 @@
+"""Figures for in-context vs in-weights learning: transition curves, ablation, nested-logit fit,
+phase diagrams (Reddy 2023) and forgetting-schedule curves (Anand et al. 2024)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from apps.figures.common import curves
+
+
+def transition_curves(steps: Sequence[float], curve: dict[str, Sequence[float]], transition: dict | None,
+                      title: str = "ICL accuracy and the two progress measures") -> go.Figure:
+    """ICL / IWL accuracy, previous-token and induction scores on one time axis, the detected transition marked."""
+    names = {"icl_acc": "ICL accuracy (novel classes)", "iwl_acc": "IWL accuracy (query class absent)",
+             "flip_acc": "flipped-label accuracy", "prev_token_score": "previous-token score (layer 1)",
+             "induction_score": "induction score (layer 2)"}
+    fig = curves(steps, {v: curve[k] for k, v in names.items() if k in curve}, title, xlabel="training step",
+                 ylabel="accuracy / attention score")
+    if transition:
+        fig.add_vrect(x0=transition["start"], x1=transition["end"], fillcolor="orange", opacity=0.15, line_width=0)
+        fig.add_vline(x=transition["step"], line_dash="dash", line_color="orange",
+                      annotation_text=f"transition {transition['step']:.0f}")
+    fig.update_yaxes(range=[0, 1.05])
+    return fig
+
+
+def nested_logit_fit(fit: dict, measured_loss: Sequence[float], title: str) -> go.Figure:
+    """Measured ICL loss against the fitted nested-logit model's loss and its p1, p2, p(correct)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ICL loss", "nested-logit model"))
+    s = fit["steps"]
+    fig.add_trace(go.Scatter(x=s, y=list(measured_loss), name="measured ICL loss", mode="lines+markers"), 1, 1)
+    fig.add_trace(go.Scatter(x=s, y=fit["predicted_loss"], name="model loss", line={"dash": "dash"}), 1, 1)
+    for k, n in (("predicted_p1", "p1 (prev-token attention)"), ("predicted_p2", "p2 (induction attention)"),
+                 ("predicted_p_correct", "p(correct label)")):
+        fig.add_trace(go.Scatter(x=s, y=fit[k], name=n), 1, 2)
+    if fit.get("fit_until") is not None:
+        fig.add_vline(x=fit["fit_until"], line_dash="dot", annotation_text="fit window ends")
+    fig.update_layout(title=title, height=380, margin={"t": 60})
+    fig.update_xaxes(title_text="training step")
+    return fig
+
+
+def ablation_bars(ablation: dict) -> go.Figure:
+    """ICL and IWL accuracy intact and with each head zero-ablated, chance marked."""
+    conds = [c for c in ablation if c != "chance"]
+    fig = go.Figure([go.Bar(name=k.upper(), x=conds, y=[ablation[c][k] for c in conds]) for k in ("icl", "iwl")])
+    fig.add_hline(y=ablation["chance"]["icl"], line_dash="dot", annotation_text="chance")
+    fig.update_layout(title="Head ablation after training", barmode="group", yaxis_title="accuracy",
+                      yaxis_range=[0, 1.05], height=360)
+    return fig
+
+
+def phase_diagram(tables: Sequence[dict], title: str) -> go.Figure:
+    """Side-by-side heatmaps of `phase_table` outputs (e.g. final ICL and IWL accuracy over K x eps)."""
+    fig = make_subplots(rows=1, cols=len(tables), subplot_titles=[t["metric"] for t in tables])
+    for i, t in enumerate(tables, start=1):
+        fig.add_trace(go.Heatmap(z=t["z"], x=[str(v) for v in t["x"]], y=[str(v) for v in t["y"]], zmin=0, zmax=1,
+                                 colorscale="Viridis", showscale=i == len(tables), texttemplate="%{z:.2f}"), 1, i)
+        fig.update_xaxes(title_text=t["x_name"], type="category", row=1, col=i)
+        fig.update_yaxes(title_text=t["y_name"], type="category", row=1, col=i)
+    fig.update_layout(title=title, height=380, width=max(420, 380 * len(tables)))
+    return fig
+
+
+def forgetting_curves(runs: dict[str, dict], kinds: Sequence[str], title: str) -> go.Figure:
+    """One panel per eval set, one line per schedule: accuracy over training."""
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=list(kinds), shared_yaxes=True)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    for j, (name, evals) in enumerate(runs.items()):
+        steps = [e["step"] for e in evals]
+        for i, k in enumerate(kinds, start=1):
+            fig.add_trace(go.Scatter(x=steps, y=[e[k] for e in evals], name=name, legendgroup=name,
+                                     showlegend=i == 1, line={"color": colors[j % len(colors)]}), 1, i)
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_xaxes(title_text="training step")
+    fig.update_layout(title=title, height=360, width=max(500, 300 * len(kinds)))
+    return fig

@@ -1,0 +1,193 @@
+"""Forgetting schedules (Chen et al. 2023 active forgetting; Anand et al. 2024 temporary forgetting)
+and the part-of-speech forgetting experiment.
+
+Schedules plug into the training loop's schedule interface (`toy_models.train`,
+`toy_models.schedules.EveryK`):
+
+- "none": nothing is reset;
+- "active": the token embeddings are re-initialised every k steps for the whole run;
+- "temporary": every k steps until step T, then never again.
+
+`reset_optimizer_state` also clears the optimiser's per-parameter state (Adam moments) of the
+re-initialised parameters. The names default to the token embedding (`embed.W_E`) of a
+token-input model, or the read-in (`read_in.W_in`) of a continuous-input one such as the
+classification network, so the same schedules apply to both tasks.
+
+`run_pos_forgetting` trains a small transformer on the POS task (`toy_models.tasks.pos`) under a
+schedule and tracks accuracy on every eval set; the held-out words get fresh embeddings at each
+evaluation (they were never trained, so only the sentence structure can classify them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probes.errors import IclensError
+from toy_models.checkpoint import load_checkpoint, read_config
+from toy_models.models import ToyConfig, ToyTransformer
+from toy_models.schedules import EveryK
+from toy_models.tasks.pos import POS_EVAL_KINDS, SEQ_LEN, POSConfig, POSTask, fresh_embeddings, pos_accuracy
+from toy_models.train import Schedule, TrainConfig, TrainResult, train
+
+SCHEDULES = ("none", "active", "temporary")
+
+
+@dataclass(kw_only=True)
+class ForgettingConfig:
+    """Which schedule, its period k, the stop step `until` (temporary only), what is reset and how."""
+
+    schedule: str = "none"
+    k: int = 1000
+    until: int = 0
+    reset_optimizer_state: bool = False
+    names: tuple[str, ...] = ()
+    std: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise IclensError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
+        if self.k < 1:
+            raise IclensError(f"forgetting period k must be >= 1 (got {self.k}).")
+        if self.schedule == "temporary" and self.until <= self.k:
+            raise IclensError(f"temporary forgetting needs --until T > k (got T={self.until}, k={self.k}).")
+        if self.std <= 0:
+            raise IclensError(f"re-initialisation std must be > 0 (got {self.std}).")
+        self.names = tuple(self.names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def reset_steps(self, total: int) -> list[int]:
+        """The steps at which the schedule resets, for a run of `total` steps (the definition tests check)."""
+        if self.schedule == "none":
+            return []
+        stop = total if self.schedule == "active" else min(total, self.until)
+        return list(range(self.k, stop, self.k))
+
+
+def embedding_names(model: nn.Module) -> list[str]:
+    """The token-embedding parameter of a toy model: embed.W_E (token ids) or read_in.W_in (continuous)."""
+    params = dict(model.named_parameters())
+    for name in ("embed.W_E", "read_in.W_in"):
+        if name in params:
+            return [name]
+    raise IclensError("the model has neither embed.W_E nor read_in.W_in: pass the parameter names to reset.")
+
+
+def make_schedule(cfg: ForgettingConfig, model: nn.Module) -> Schedule | None:
+    """The training-loop schedule for `cfg` (None for "none")."""
+    if cfg.schedule == "none":
+        return None
+    names = list(cfg.names) or embedding_names(model)
+    until = cfg.until if cfg.schedule == "temporary" else None
+    return EveryK(names, cfg.k, until=until, seed=cfg.seed, std=cfg.std,
+                  reset_optimizer_state=cfg.reset_optimizer_state)
+
+
+# -- the POS forgetting experiment -----------------------------------------------------------------
+@dataclass(kw_only=True)
+class POSRunConfig:
+    """CPU preset: 2000 words (Zipf 1.5), 2 layers x 4 heads, d_model 64, AdamW lr 1e-3, batch 128, 3000 steps."""
+
+    n_words: int = 2000
+    n_heldout: int = 100
+    zipf_alpha: float = 1.5
+    p_ambiguous: float = 0.05
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 64
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 1e-3
+    eval_every: int = 0
+    eval_size: int = 1000
+    checkpoint_every: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or self.eval_size < 16:
+            raise IclensError("steps, batch_size >= 1, lr > 0 and eval_size >= 16 are required.")
+        if self.eval_every == 0:
+            self.eval_every = max(1, self.steps // 40)
+        self.task_config()
+
+    def task_config(self) -> POSConfig:
+        return POSConfig(n_words=self.n_words, n_heldout=self.n_heldout, zipf_alpha=self.zipf_alpha,
+                         p_ambiguous=self.p_ambiguous, seed=self.seed)
+
+    def model_config(self) -> ToyConfig:
+        return ToyConfig(n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model, n_ctx=SEQ_LEN,
+                         d_vocab=self.task_config().d_vocab, d_out=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_pos_eval_fn(task: POSTask, size: int, *, std: float, seed: int = 4321):
+    """eval_fn(model, step): accuracy on every POS eval set; held-out rows re-drawn fresh for "heldout"."""
+    sets = {k: task.eval_batch(k, size, seed=seed + i) for i, k in enumerate(POS_EVAL_KINDS)}
+    heldout = range(task.cfg.n_words, task.cfg.n_words + task.cfg.n_heldout)
+
+    def eval_fn(model, step: int) -> dict[str, float]:
+        out = {k: pos_accuracy(task, model, b) for k, b in sets.items() if k != "heldout"}
+        with fresh_embeddings(model, heldout, std=std, seed=seed + step):
+            out["heldout"] = pos_accuracy(task, model, sets["heldout"])
+        return out
+
+    return eval_fn
+
+
+def run_pos_forgetting(cfg: POSRunConfig, fcfg: ForgettingConfig, out: str | Path | None, *, resume: bool = False,
+                       device: str = "cpu", progress: bool = True) -> tuple[ToyTransformer, POSTask, TrainResult]:
+    """Train on the POS task under a forgetting schedule; evals hold every eval set's accuracy."""
+    task = POSTask(cfg.task_config())
+    model = ToyTransformer(cfg.model_config(), seed=cfg.seed).to(device)
+    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every,
+                       checkpoint_every=cfg.checkpoint_every, seed=cfg.seed)
+    run_config = {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()}
+    res = train(model, task, tcfg, run_dir=out, run_config=run_config, resume=resume,
+                schedule=make_schedule(fcfg, model), progress=progress, device=device,
+                eval_fn=make_pos_eval_fn(task, cfg.eval_size, std=model.cfg.init_std, seed=20_000 + cfg.seed))
+    return model, task, res
+
+
+def load_pos_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[ToyTransformer, POSTask, POSRunConfig,
+                                                                        ForgettingConfig]:
+    conf = read_config(Path(run_dir))
+    if conf.get("experiment") != "pos-forgetting":
+        raise IclensError(f"{run_dir} is not a pos-forgetting run folder.")
+    cfg, fcfg = POSRunConfig(**conf["run"]), ForgettingConfig(**conf["forgetting"])
+    model = ToyTransformer(cfg.model_config()).to(device)
+    load_checkpoint(Path(run_dir), model, None, None, restore_rngs=False)
+    return model.eval(), POSTask(cfg.task_config()), cfg, fcfg
+
+
+def forgetting_summary(evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """Peak, final and peak-to-final drop of every eval curve, and the verdicts the papers predict.
+
+    transient: held-out accuracy peaks above 0.75 and ends more than 0.15 below its peak;
+    persistent: held-out accuracy ends within 0.05 of its peak and above 0.75;
+    dual_process: held-out and tail-switched accuracy end above 0.75 while frequent switched words end below 0.5
+    (the model answers frequent words from its weights and rare or unseen ones from the context).
+    """
+    if not evals:
+        return {}
+    out: dict[str, Any] = {}
+    for k in POS_EVAL_KINDS:
+        ys = [e[k] for e in evals if k in e]
+        if ys:
+            peak = max(ys)
+            out[k] = {"peak": peak, "peak_step": evals[ys.index(peak)]["step"], "final": ys[-1], "drop": peak - ys[-1]}
+    h = out.get("heldout")
+    if h:
+        out["transient"] = bool(h["peak"] > 0.75 and h["drop"] > 0.15)
+        out["persistent"] = bool(h["final"] > 0.75 and h["drop"] <= 0.05)
+        st, sw = out.get("switched_tail"), out.get("switched")
+        out["dual_process"] = bool(st and sw and h["final"] > 0.75 and st["final"] > 0.75 and sw["final"] < 0.5)
+    return out

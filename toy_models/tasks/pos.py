@@ -1,0 +1,188 @@
+"""Synthetic part-of-speech task for in-context vs in-weights strategies (Anand et al. 2024,
+"Dual Process Learning: Controlling Use of In-Context vs. In-Weights Strategies with Weight
+Forgetting"; after Chen et al. 2023's active forgetting).
+
+Vocabulary: `n_words` training words, half nouns and half adjectives, each role with Zipf
+frequencies over its words (rank r has weight (r + 1)^-alpha); a fraction `p_ambiguous` of the
+words of each role are ambiguous and may fill either role; `n_heldout` extra words never appear
+in training; one copula token COP.
+
+A sequence has 7 tokens: n_b nouns (n_b uniform in 1..4), COP, 5 - n_b adjectives, then a query
+token copied from one of the five context words. The target (2 classes: 0 noun, 1 adjective) is
+the role the query plays in this sentence: the side of the copula where it occurred. It can be
+solved in-weights (remember each word's role; fails for ambiguous words) or in-context (find the
+query's earlier occurrence and read its side of the copula; works for any word, even unseen).
+
+Eval sets (`eval_batch`): "in_dist" (the training distribution), "tail" (rare unambiguous words
+in their own roles), "switched" (frequent unambiguous words in the opposite role: in-weights
+answers are wrong), "switched_tail" (rare words in the opposite role), "heldout" (words never
+seen in training; `fresh_embeddings` re-draws their embedding rows so only structure can help).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import nn
+
+from probes.errors import IclensError
+from toy_models.tasks.base import Batch
+from toy_models.tasks.classification import zipf_probs
+from toy_models.tasks.registry import register_task
+
+POS_EVAL_KINDS = ("in_dist", "tail", "switched", "switched_tail", "heldout")
+N_CONTEXT = 5
+SEQ_LEN = N_CONTEXT + 2
+
+
+@dataclass(kw_only=True)
+class POSConfig:
+    """Vocabulary of 1000 words (+ 100 held out + COP), Zipf alpha 1, 5 % ambiguous, tail = last half of ranks."""
+
+    n_words: int = 1000
+    n_heldout: int = 100
+    zipf_alpha: float = 1.0
+    p_ambiguous: float = 0.05
+    tail_from: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_words < 2 * N_CONTEXT or self.n_words % 2:
+            raise IclensError(f"n_words must be even and >= {2 * N_CONTEXT} (got {self.n_words}).")
+        if self.n_heldout < N_CONTEXT:
+            raise IclensError(f"n_heldout must be >= {N_CONTEXT} (got {self.n_heldout}).")
+        if self.zipf_alpha < 0 or not 0 <= self.p_ambiguous < 1 or not 0 < self.tail_from < 1:
+            raise IclensError("zipf_alpha >= 0, 0 <= p_ambiguous < 1 and 0 < tail_from < 1 are required.")
+        if int((1 - self.tail_from) * self.n_words / 2) < N_CONTEXT:
+            raise IclensError("the tail holds fewer than 5 words per role: lower tail_from or add words.")
+
+    @property
+    def copula(self) -> int:
+        return self.n_words + self.n_heldout
+
+    @property
+    def d_vocab(self) -> int:
+        return self.n_words + self.n_heldout + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@register_task("pos")
+class POSTask:
+    """The synthetic part-of-speech task; `sample` for training, `eval_batch` for the eval sets.
+
+    A batch holds `tokens` [batch pos] (ids), `target` [batch] (0 noun, 1 adjective) and
+    `n_before` [batch] (nouns before the copula).
+    """
+
+    def __init__(self, config: POSConfig | None = None, **kwargs: Any):
+        self.cfg = c = config if config is not None else POSConfig(**kwargs)
+        half = c.n_words // 2
+        self.role = torch.cat([torch.zeros(half, dtype=torch.long), torch.ones(half, dtype=torch.long)])
+        self.rank = torch.cat([torch.arange(half), torch.arange(half)])  # rank within its role (0 = most frequent)
+        gen = torch.Generator().manual_seed(c.seed)
+        n_amb = int(round(c.p_ambiguous * half))
+        self.ambiguous = torch.zeros(c.n_words, dtype=torch.bool)
+        for r in (0, 1):  # ambiguous words spread over all ranks of each role
+            idx = torch.randperm(half, generator=gen)[:n_amb] + r * half
+            self.ambiguous[idx] = True
+        w = zipf_probs(half, c.zipf_alpha).repeat(2)
+        self.weight = w
+        self.tail = self.rank >= int(c.tail_from * half)
+        # log-weights of each pool over the training words (-inf where a word cannot fill the role)
+        self.pool_logp = torch.stack([torch.where((self.role == r) | self.ambiguous, w.log(), -torch.inf)
+                                      for r in (0, 1)])
+
+    def _draw_roles(self, n: int, g: torch.Generator, logp: Float[torch.Tensor, "role word"],
+                    ) -> tuple[Int[torch.Tensor, "batch item"], Int[torch.Tensor, " batch"]]:
+        """Five distinct words per row, noun slots from logp[0], adjective slots from logp[1] (Gumbel top-k)."""
+        n_before = torch.randint(1, N_CONTEXT, (n,), generator=g)
+        u = torch.rand(2, n, logp.shape[1], generator=g).clamp_min(1e-12)
+        keys = logp[:, None, :] - torch.log(-torch.log(u))  # [role batch word]
+        nouns = keys[0].topk(N_CONTEXT, -1).indices
+        taken = torch.zeros(n, logp.shape[1], dtype=torch.bool).scatter_(1, nouns, True)
+        adjs = keys[1].masked_fill(taken, -torch.inf).topk(N_CONTEXT, -1).indices  # distinct from the nouns
+        slot = torch.arange(N_CONTEXT)
+        before = slot[None, :] < n_before[:, None]
+        # nouns fill the first n_before slots, adjectives the rest (shifted to start at their index 0)
+        adj_idx = (slot[None, :] - n_before[:, None]).clamp_min(0)
+        words = torch.where(before, nouns, adjs.gather(1, adj_idx))
+        return words, n_before
+
+    def _assemble(self, words: Int[torch.Tensor, "batch item"], n_before: Int[torch.Tensor, " batch"],
+                  g: torch.Generator) -> Batch:
+        n = words.shape[0]
+        slot = torch.arange(N_CONTEXT)
+        tokens = torch.full((n, SEQ_LEN), self.cfg.copula, dtype=torch.long)
+        # context word j sits at position j (before the copula) or j + 1 (after it)
+        pos = slot[None, :] + (slot[None, :] >= n_before[:, None]).long()
+        tokens.scatter_(1, pos, words)
+        q = torch.randint(0, N_CONTEXT, (n, 1), generator=g)
+        tokens[:, -1] = words.gather(1, q)[:, 0]
+        target = (q[:, 0] >= n_before).long()
+        return {"tokens": tokens, "target": target, "n_before": n_before}
+
+    def sample(self, batch_size: int, generator: torch.Generator, *, step: int = 0) -> Batch:
+        words, nb = self._draw_roles(batch_size, generator, self.pool_logp)
+        return self._assemble(words, nb, generator)
+
+    def eval_batch(self, kind: str, n: int, *, seed: int = 4321) -> Batch:
+        """A fixed eval set (see the module docstring for the kinds)."""
+        if kind not in POS_EVAL_KINDS:
+            raise IclensError(f"unknown eval set {kind!r}: use one of {', '.join(POS_EVAL_KINDS)}.")
+        c, g = self.cfg, torch.Generator().manual_seed(seed)
+        if kind == "in_dist":
+            return self.sample(n, g)
+        if kind == "heldout":
+            V = c.n_words + c.n_heldout
+            logp = torch.full((2, V), -torch.inf)
+            logp[:, c.n_words:] = 0.0  # uniform over the held-out words, either role
+            words, nb = self._draw_roles(n, g, logp)
+            return self._assemble(words, nb, g)
+        clean = ~self.ambiguous & (self.tail if kind in ("tail", "switched_tail") else torch.ones_like(self.tail))
+        uniform = kind in ("tail", "switched_tail")
+        base = torch.zeros_like(self.weight) if uniform else self.weight.log()
+        swap = kind.startswith("switched")
+        logp = torch.stack([torch.where(clean & (self.role == (1 - r if swap else r)), base, -torch.inf)
+                            for r in (0, 1)])
+        words, nb = self._draw_roles(n, g, logp)
+        return self._assemble(words, nb, g)
+
+    def logits(self, model: nn.Module, tokens: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch role"]:
+        return model(tokens)[:, -1, :]
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(self.logits(model, batch["tokens"]), batch["target"])
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+
+@contextmanager
+def fresh_embeddings(model: nn.Module, rows: torch.Tensor | range, *, std: float, seed: int = 0) -> Iterator[None]:
+    """Temporarily replace embedding rows `rows` of `model.embed.W_E` by fresh N(0, std) draws (restored on exit)."""
+    W = model.embed.W_E
+    idx = torch.as_tensor(list(rows) if isinstance(rows, range) else rows, dtype=torch.long, device=W.device)
+    saved = W.detach()[idx].clone()
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        with torch.no_grad():
+            W[idx] = (torch.randn(len(idx), W.shape[1], generator=gen) * std).to(W.device, W.dtype)
+        yield
+    finally:
+        with torch.no_grad():
+            W[idx] = saved
+
+
+@torch.no_grad()
+def pos_accuracy(task: POSTask, model: nn.Module, batch: Batch) -> float:
+    dev = next(model.parameters()).device
+    pred = task.logits(model, batch["tokens"].to(dev)).argmax(-1).cpu()
+    return float((pred == batch["target"]).float().mean())
