@@ -259,6 +259,24 @@ def warm_up() -> None:
         pass
 
 
+def run_button(label: str, key: str, params: tuple, compute: Callable[..., Any], what: str) -> Any | None:
+    """A Run button for a long computation; its result once clicked for these `params`, else None.
+
+    After a click, `compute(*params, progress=...)` runs under a progress bar (a cached
+    result returns at once), and reruns keep showing it until an input changes; before
+    that, a hint says to press the button.
+    """
+    if st.button(label, type="primary", key=key):
+        st.session_state[f"{key}_params"] = params
+    if st.session_state.get(f"{key}_params") != params:
+        st.info(f"Press **{label}** (Stop, top right, cancels it; no hook stays on the model).")
+        return None
+    bar, update = progress_bar(what)
+    result = compute(*params, progress=update)
+    bar.empty()
+    return result
+
+
 def progress_bar(text: str):
     """A Streamlit progress bar and a `progress(fraction, message)` callback that updates it.
 

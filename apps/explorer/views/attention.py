@@ -45,14 +45,8 @@ with state.guard():
         params = (name, device, int(n_prompts), int(seq_len), int(seed))
         for key, v in zip(("scan_prompts", "scan_len", "scan_seed"), params[2:]):
             st.session_state[key] = v
-        if st.button("Run head scan", type="primary", key="run_scan"):
-            st.session_state["scan_params"] = params
-        if st.session_state.get("scan_params") != params:
-            st.info("Press **Run head scan** (Stop, top right, cancels it; the model is left without hooks).")
-        else:
-            bar, update = state.progress_bar("scanning heads")
-            res = state.induction_scan(*params, progress=update)
-            bar.empty()
+        res = state.run_button("Run head scan", "run_scan", params, state.induction_scan, "scanning heads")
+        if res is not None:
             st.write(f"ICL score (second-copy loss - first-copy loss): **{res.icl_score:.3f}** nats "
                      f"({res.first_half_loss:.2f} -> {res.second_half_loss:.2f})")
             names = [n for n in SCORE_TITLES if n in res.scores]

@@ -44,14 +44,8 @@ with state.guard():
                            key=state.remembered("attr_ablation", "resample", "attribution"))
     st.session_state.update(attr_method=method, attr_threshold=threshold, attr_ablation=ablation)
     params = (name, device, spec, method, float(threshold), ablation)
-    if st.button("Run patching", type="primary", key="run_patching"):
-        st.session_state["patching_params"] = params
-    if st.session_state.get("patching_params") != params:
-        st.info("Press **Run patching** (Stop, top right, cancels between steps; no hook stays on the model).")
-    else:
-        bar, update = state.progress_bar("patching")
-        res = state.patching_study(*params, progress=update)
-        bar.empty()
+    res = state.run_button("Run patching", "run_patching", params, state.patching_study, "patching")
+    if res is not None:
         st.write(f"clean logit difference **{res['clean_ld']:.3f}**, corrupted **{res['corrupted_ld']:.3f}** "
                  f"({res['task']['n_prompts']} prompt pairs of {res['task']['n_pos']} tokens)")
         cols = st.columns(2)
