@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ class StudyConfig:
 
     model: str = "gemma-3-270m"
     task: str = "ioi"
+    prompts: str = ""  # a JSON prompt file (circuits.tasks.task_from_file); replaces `task` when set
     method: str = "both"
     n_prompts: int = 16
     threshold: float = 0.8
@@ -44,7 +46,11 @@ class StudyConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
+        if self.prompts:
+            if not Path(self.prompts).is_file():
+                raise IclensError(f"prompt file {self.prompts} not found: pass a JSON list of clean/corrupted/answer/wrong.")
+            self.task = "custom"
+        elif self.task not in TASKS:
             raise IclensError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}.")
         if self.method not in METHODS:
             raise IclensError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}.")

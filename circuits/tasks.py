@@ -246,6 +246,18 @@ def induction_task(model, n: int = 32, seq_len: int = 10, seed: int = 0) -> Patc
                      [tok.decode([t]) for t in clean[0]])
 
 
+def task_from_file(model, path: str | Path) -> PatchTask:
+    """Your own prompts: a JSON list of {"clean", "corrupted", "answer", "wrong"} objects (answers single tokens)."""
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text())
+        cols = [[r[k] for r in rows] for k in ("clean", "corrupted", "answer", "wrong")]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise IclensError(f"prompt file {path}: expected a JSON list of objects with clean, corrupted, answer and wrong "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+    return task_from_pairs(model, path.stem, *cols)
+
+
 def make_task(model, name: str, n: int = 32, seed: int = 0) -> PatchTask:
     """The registry: `name` in TASKS -> its PatchTask with `n` prompts."""
     if name == "ioi":

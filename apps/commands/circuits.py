@@ -83,7 +83,7 @@ def write_study_report(out: Path, result: dict) -> None:
 def run_one(cfg, out: Path, progress: bool = True, models: dict | None = None) -> dict:
     """Load (or reuse from `models`), compute, write result.json and report.html for one StudyConfig."""
     from circuits.study import run_study
-    from circuits.tasks import make_task
+    from circuits.tasks import make_task, task_from_file
     from probes.models import load_model, resolve_device
     from probes.results import to_jsonable, versions, write_json
 
@@ -95,7 +95,7 @@ def run_one(cfg, out: Path, progress: bool = True, models: dict | None = None) -
     if key not in models:
         models[key] = load_model(cfg.model, device=key[1])
     model = models[key]
-    task = make_task(model, cfg.task, n=cfg.n_prompts, seed=cfg.seed)
+    task = task_from_file(model, cfg.prompts) if cfg.prompts else make_task(model, cfg.task, n=cfg.n_prompts, seed=cfg.seed)
     res = to_jsonable(run_study(model, task, cfg, progress=progress))
     res["seconds"]["total"] = time.perf_counter() - t0
     res["versions"] = versions()
@@ -108,6 +108,7 @@ def run_one(cfg, out: Path, progress: bool = True, models: dict | None = None) -
 def attribution_cmd(
     model: str = typer.Option("gemma-3-270m", "--model", help="Embedded name, tiny-llama/tiny-gpt2, folder or HF id."),
     task: str = typer.Option("ioi", "--task", help="ioi, icl-capitals, icl-antonyms, icl-uppercase or induction."),
+    prompts: str = typer.Option("", "--prompts", help="JSON list of {clean, corrupted, answer, wrong}: your own task."),
     method: str = typer.Option("both", "--method", help="activation, attribution or both (adds their agreement)."),
     n_prompts: int = typer.Option(16, "--n-prompts", help="Clean/corrupted prompt pairs."),
     threshold: float = typer.Option(0.8, "--threshold", help="Fraction of the metric the circuit must keep."),
@@ -120,7 +121,7 @@ def attribution_cmd(
     """Patching maps, attribution agreement, circuit and ablation curves for one model and task."""
     from circuits.study import StudyConfig
 
-    cfg = StudyConfig(model=model, task=task, method=method, n_prompts=n_prompts, threshold=threshold,
+    cfg = StudyConfig(model=model, task=task, prompts=prompts, method=method, n_prompts=n_prompts, threshold=threshold,
                       ablation=ablation, max_batch=max_batch, seed=seed, device=device)
     prepare_out(out)
     res = run_one(cfg, out)

@@ -58,3 +58,15 @@ def test_spec_runs_every_report_and_rejects_bad_specs(tmp_path, capsys):
     assert _run(["report", "run", str(bad), "--out", str(tmp_path / "runs")]) == 2
     assert "unknown keys ['taks']" in capsys.readouterr().err
     assert (tmp_path / "runs" / "a" / "result.json").read_text() == before  # nothing already written lost
+
+
+def test_prompt_pairs_of_different_token_lengths_exit_2(tmp_path, capsys):
+    prompts = tmp_path / "mine.json"
+    prompts.write_text(json.dumps([
+        {"clean": "mary and john went to the store , john gave a ball to", "corrupted": "john and mary went to the store , mary gave a ball to", "answer": " mary", "wrong": " john"},
+        {"clean": "mary and john went to the park , john gave a ball to", "corrupted": "john and mary went to park , mary gave a ball to", "answer": " mary", "wrong": " john"},
+    ]))
+    code = _run(["report", "attribution", "--model", "tiny-llama", "--prompts", str(prompts), "--out", str(tmp_path / "o"),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "prompt pair 1 has token lengths 14 (clean) and 13 (corrupted)" in err and "\n" not in err
