@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_no_hooks
+from circuits_testkit import assert_no_hooks
 
 from circuits.attribution import agreement, attribution_patch, edge_attribution
 from circuits.patching import activation_patch, head_pos_sweep, head_sweep, resid_sweep

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_no_hooks
+from circuits_testkit import assert_no_hooks
 
 from circuits.ablation import ablation_curve, ablation_sources, component_patch, knock_out
 from circuits.circuit_finder import find_circuit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_no_hooks
+from circuits_testkit import assert_no_hooks
 
 from circuits.patching import (Patch, activation_patch, cache_hooks, check_hook_names, head_pos_sweep, head_sweep,
                                make_sweep, mlp_sweep, pattern_sweep, resid_sweep, run_variants, task_metric, value_sweep)
