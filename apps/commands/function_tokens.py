@@ -206,6 +206,12 @@ def run_function_tokens(cfg: FunctionTokensConfig, out: Path, *, device: str = "
                         lambda: per_token_loss(model, loss_toks, batch_size=max(1, cfg.batch_size // 2), progress=progress))
         transitions = transition_stats(loss_toks, torch.tensor(losses), fmask, skip_first=store.has_bos)
 
+    if retrieval:  # what each top feature fires on, from the graph (rows are in frequency order)
+        for f in retrieval["top_features"]:
+            linked = graph.edges[:, f["feature"]].nonzero().flatten()
+            f["n_tokens_linked"] = len(linked)
+            f["fires_on"] = model.tokenizer.batch_decode([[int(graph.token_ids[r])] for r in linked[:8]])
+
     toy = None
     if cfg.toy_steps:
         echo("toy language model from scratch ...")

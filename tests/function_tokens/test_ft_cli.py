@@ -22,6 +22,8 @@ def test_cli_writes_result_and_report_then_resumes(small_corpus, tmp_path, capsy
     assert res["n_tokens"] == 1024 and res["graph"]["n_occurrences"] == 32 * 31
     assert set(res["transitions"]["count"]) == {"function->function", "function->content", "content->function", "content->content"}
     assert res["retrieval"]["groups"]["function"]["n"] == 4
+    for f in res["retrieval"]["top_features"]:  # each top feature's linked tokens come from the graph
+        assert f["n_tokens_linked"] >= len(f["fires_on"]) >= 1
     shard = out / "activations" / "shard_00000.safetensors"
     sae = out / "sae" / "sae.safetensors"
     stamps = (shard.stat().st_mtime_ns, sae.stat().st_mtime_ns)
