@@ -30,6 +30,7 @@ the node is the whole attention layer).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def _grads_enabled(model):
             p.requires_grad_(f)
 
 
-def metric_grads(model, task: PatchTask, names: list[str], metric: NormalisedLogitDiff,
+def metric_grads(model, task: PatchTask, names: list[str], metric: Callable[..., torch.Tensor],
                  tokens: torch.Tensor | None = None) -> tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Metric value, activations and d metric / d activation at `names` on the (corrupted) run."""
     check_hook_names(model, names)

@@ -52,3 +52,23 @@ def test_attribution_tracks_activation_on_tiny_bridge(tiny_model):
     assert ag["pearson"] > 0.95, ag
     assert np.abs(approx).max() > 0.05  # gradients reached hook_z (a None-returning hook would give zeros)
     assert_no_hooks(tiny_model)
+
+
+def test_a_raising_metric_leaves_no_hooks_and_restores_requires_grad(handbuilt, hb_task):
+    from circuits.attribution import metric_grads
+
+    def boom(*_):
+        raise RuntimeError("metric failed")
+
+    for p in handbuilt.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="metric failed"):
+        metric_grads(handbuilt, hb_task, ["blocks.0.attn.hook_z", "blocks.1.hook_resid_pre"], boom)
+    assert not any(p.requires_grad for p in handbuilt.parameters())
+    assert_no_hooks(handbuilt)
+    # and with parameters frozen, gradients still reach the activations (switched on inside, then restored)
+    est = attribution_patch(handbuilt, hb_task, head_sweep(handbuilt)).values
+    assert est[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert not any(p.requires_grad for p in handbuilt.parameters())
+    for p in handbuilt.parameters():
+        p.requires_grad_(True)
