@@ -101,8 +101,9 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     ck_root = run_dir / "checkpoints"
     ck_root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:07d}"
+    for stale in ck_root.glob(".tmp-step-*"):  # left by a run killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = ck_root / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     model_sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(model_sd, str(tmp / "model.safetensors"))
@@ -147,13 +148,15 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     ptr = read_pointer(run_dir)
     folder = Path(run_dir) / ptr["path"]
     hint = "delete the run folder or start a new --out"
+    needed = ["model.safetensors", "state.json", "state.safetensors"] + (["optimizer.safetensors"] if optimizer else [])
+    missing = [n for n in needed if not (folder / n).is_file()]
+    if missing:
+        raise IclensError(f"checkpoint {folder} is incomplete ({', '.join(missing)} missing): {hint}.")
     try:
         model_sd = load_file(str(folder / "model.safetensors"))
         meta = json.loads((folder / "state.json").read_text())
         st = load_file(str(folder / "state.safetensors"))
         opt_t = load_file(str(folder / "optimizer.safetensors")) if optimizer is not None else None
-    except FileNotFoundError as e:
-        raise IclensError(f"checkpoint {folder} is incomplete ({Path(e.filename).name} missing): {hint}.") from None
     except (SafetensorError, ValueError, OSError) as e:
         raise IclensError(f"checkpoint {folder} is corrupt ({type(e).__name__}): {hint}.") from None
     try:

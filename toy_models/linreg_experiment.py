@@ -77,8 +77,12 @@ class LinRegRunConfig:
     def task_config(self) -> LinRegConfig:
         cur = None
         if self.curriculum and self.model == "gpt":
-            cur = {"dims_start": max(1, self.d // 4), "points_start": max(2, self.d // 4 + 2),
-                   "every": max(1, self.steps // (2 * self.d))}
+            # Garg et al. grow dims and points from a quarter of the task; here from about a third, and the full
+            # task is reached by mid-run so the second half trains on it
+            dims0 = max(1, -(-self.d // 3))
+            stages = max(self.d - dims0, -(-(self.n_points - 2 * dims0 - 1) // 2), 1)
+            cur = {"dims_start": dims0, "points_start": min(self.n_points, 2 * dims0 + 1),
+                   "every": max(1, self.steps // (2 * stages))}
         return LinRegConfig(d=self.d, n_points=self.n_points, loss_on="all" if self.model == "gpt" else "last",
                             curriculum=cur)
 

@@ -54,10 +54,14 @@ def _zero_example(act: Float[torch.Tensor, "batch pos d_model"], hook, *, positi
 
 def probe_mechanism(model: ToyTransformer, cfg: LinRegConfig, *, k: int | None = None, n_prompts: int = 256,
                     seed: int = 2024) -> MechanismResult:
-    """Attention and attribution for the prediction of y_k from k examples (default k = n_points - 1)."""
+    """Attention and attribution for the prediction of y_k from k examples.
+
+    Default k = d: there every example matters to least squares (with more than d examples, dropping one leaves
+    the least-squares prediction unchanged, so its leave-one-out effects vanish).
+    """
     if not isinstance(model, ToyTransformer):
         raise IclensError("mechanism probes need the GPT-style ToyTransformer (the LSA's attention is its closed form).")
-    k = cfg.n_points - 1 if k is None else k
+    k = min(cfg.d, cfg.n_points - 1) if k is None else k
     if not 1 <= k <= cfg.n_points - 1 or 2 * (k + 1) > model.cfg.n_ctx:
         raise IclensError(f"k = {k} in-context examples does not fit the context (1 <= k <= {cfg.n_points - 1}).")
     device = next(model.parameters()).device

@@ -74,9 +74,9 @@ def test_zipf_class_frequencies_match_definition():
     assert freq[0] / freq[9] == pytest.approx(10.0, rel=0.15)
 
 
-def test_gumbel_topk_is_weighted_sampling_without_replacement():
+def test_draws_without_replacement_follow_sequential_sampling():
     p = torch.tensor([0.5, 0.3, 0.15, 0.05])
-    draws = sample_without_replacement(p.log(), 40000, 2, _gen(3))
+    draws = sample_without_replacement(p, 40000, 2, _gen(3))
     assert torch.all(draws[:, 0] != draws[:, 1])
     first = torch.bincount(draws[:, 0], minlength=4).float() / 40000
     assert torch.allclose(first, p, atol=0.01)  # the first pick has law p
@@ -84,6 +84,13 @@ def test_gumbel_topk_is_weighted_sampling_without_replacement():
     sec = draws[draws[:, 0] == 0, 1]
     cond = torch.bincount(sec, minlength=4).float() / len(sec)
     assert torch.allclose(cond[1:], p[1:] / (1 - p[0]), atol=0.015)
+    # a heavy head forces long streams (the refill path): still k distinct values per row
+    skew = torch.tensor([0.97, 0.01, 0.01, 0.01])
+    d = sample_without_replacement(skew, 2000, 4, _gen(4))
+    assert all(len(r.unique()) == 4 for r in d)
+    assert (d[:, 0] == 0).float().mean().item() == pytest.approx(0.97, abs=0.015)
+    with pytest.raises(IclensError, match="distinct"):
+        sample_without_replacement(torch.tensor([0.5, 0.5, 0.0]), 3, 3, _gen(5))
 
 
 def test_label_mapping_is_class_mod_l_and_label_tokens_carry_label_vectors():

@@ -197,10 +197,9 @@ def error_curve(predictors: dict[str, Any], cfg: LinRegConfig, *, shift: str = "
         variants = [(xs, ys, None)]
         if shift == "query":
             variants = []
-            for k in range(n_pts):
-                xq = xs.clone()
+            for k in range(n_pts):  # prompt truncated after the query: causal predictors ignore later points
+                xq, yq = xs[:, : k + 1].clone(), ys[:, : k + 1].clone()
                 xq[:, k] *= scale
-                yq = ys.clone()
                 yq[:, k] *= scale
                 variants.append((xq, yq, k))
         for name, model in [*predictors.items(), ("zero", None)]:
@@ -215,6 +214,6 @@ def error_curve(predictors: dict[str, Any], cfg: LinRegConfig, *, shift: str = "
                 if k is None:
                     sums[name] += err
                 else:
-                    sums[name][k] += err[k]
+                    sums[name][k] += err[-1]
         done += b
     return {name: (s / n_prompts).tolist() for name, s in sums.items()}

@@ -1,0 +1,87 @@
+"""`iclens train icl-classification`, `train pos-forgetting`, `report forgetting`, `sweep`: tiny runs end to end
+and bad input (one line, exit 2, earlier output kept)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apps.cli import main
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+        raise SystemExit(0)
+    return e.value.code, capsys.readouterr()
+
+
+def test_icl_classification_cli_writes_result_and_report(tmp_path, capsys):
+    out = tmp_path / "icl"
+    code, cap = run(["train", "icl-classification", "--out", str(out), "--K", "32", "--L", "8", "--steps", "8",
+                     "--batch-size", "16", "--d-model", "16", "--eval-every", "4", "--eval-size", "32",
+                     "--schedule", "active", "--forget-every", "3", "--seed", "2", "--device", "cpu"], capsys)
+    assert code == 0, cap.err
+    r = json.loads((out / "result.json").read_text())
+    assert r["config"]["n_classes"] == 32 and r["steps_done"] == 8
+    assert [e["step"] for e in r["events"]] == [3, 6] and r["events"][0]["reset"] == ["read_in.W_in"]
+    html = (out / "report.html").read_text()
+    assert "Plotly.newPlot" in html and "Head ablation" in html
+    # rerunning into a finished run folder is refused before any work, nothing lost
+    code, cap = run(["train", "icl-classification", "--out", str(out), "--steps", "20"], capsys)
+    assert code == 2 and "--resume" in cap.err
+    assert json.loads((out / "result.json").read_text()) == r
+
+
+def test_pos_forgetting_cli_and_report(tmp_path, capsys):
+    outs = []
+    for sched, extra in (("none", []), ("temporary", ["--forget-every", "5", "--forget-until", "12"])):
+        out = tmp_path / sched
+        code, cap = run(["train", "pos-forgetting", "--out", str(out), "--schedule", sched, *extra, "--n-words", "20",
+                         "--d-model", "16", "--steps", "16", "--batch-size", "8", "--eval-every", "8",
+                         "--device", "cpu"], capsys)
+        assert code == 0, cap.err
+        outs.append(out)
+    r = json.loads((outs[1] / "result.json").read_text())
+    assert [e["step"] for e in r["events"]] == [5, 10]
+    assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout"}
+    rep = tmp_path / "cmp"
+    code, cap = run(["report", "forgetting", "--run", str(outs[0]), "--run", str(outs[1]), "--out", str(rep)], capsys)
+    assert code == 0, cap.err
+    assert "Forgetting schedules" in (rep / "report.html").read_text()
+    assert len(json.loads((rep / "result.json").read_text())["runs"]) == 2
+
+
+def test_sweep_cli(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--out", str(out), "--K", "16,32", "--B", "2", "--eps", "0", "--steps", "6",
+            "--batch-size", "8", "--eval-size", "16", "--device", "cpu"]
+    code, cap = run(args, capsys)
+    assert code == 0, cap.err
+    r = json.loads((out / "result.json").read_text())
+    assert [p["n_classes"] for p in r["points"]] == [16, 32]
+    assert "phase diagram" in (out / "report.html").read_text()
+    code, cap = run(args, capsys)  # a rerun reads the finished points back
+    assert code == 0 and json.loads((out / "result.json").read_text())["points"] == r["points"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "icl-classification", "--B", "3"], "divide"),
+    (["train", "icl-classification", "--schedule", "sometimes"], "schedule"),
+    (["train", "pos-forgetting", "--schedule", "temporary", "--forget-every", "10", "--forget-until", "5"], "until"),
+    (["train", "pos-forgetting", "--resume"], "resume"),
+    (["sweep", "--K", "a,b"], "comma-separated"),
+    (["sweep", "--B", "3"], "divide"),
+    (["report", "forgetting", "--run", "/nonexistent/run"], "missing"),
+])
+def test_bad_input_one_line_exit_2_and_earlier_output_kept(tmp_path, capsys, args, message):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "result.json").write_text('{"earlier": true}')
+    code, cap = run([*args, "--out", str(out / "sub") if "--resume" in args else str(out)], capsys)
+    assert code == 2
+    err_lines = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and message in err_lines[0], cap.err
+    assert "Traceback" not in cap.err
+    assert (out / "result.json").read_text() == '{"earlier": true}'
