@@ -15,7 +15,9 @@ from explorer_testutil import array, by_title, errors
 def test_task_maps_match_library(app, tiny_model):
     app.switch_page("views/attribution.py").run()
     assert not app.exception and errors(app) == []
+    assert app.selectbox(key="attribution.attr_method").value == "attribution"  # the fast default
     app.number_input(key="attribution.attr_n").set_value(4).run()
+    app.selectbox(key="attribution.attr_method").set_value("both").run()
     assert len(app.get("plotly_chart")) == 0  # nothing runs before the button
     app.button(key="run_patching").click().run()
     assert not app.exception and errors(app) == []

@@ -24,7 +24,7 @@ with state.guard():
     if source == "built-in task":
         a, b = st.columns(2)
         task = a.selectbox("task", TASKS, key=state.remembered("attr_task", "induction", "attribution"))
-        n_prompts = b.number_input("prompt pairs", 2, 64, key=state.remembered("attr_n", 8, "attribution"))
+        n_prompts = b.number_input("prompt pairs", 2, 64, key=state.remembered("attr_n", 4, "attribution"))
         st.session_state["attr_task"], st.session_state["attr_n"] = task, int(n_prompts)
         spec = (("task", task), ("n_prompts", int(n_prompts)), ("seed", 0))
     else:
@@ -38,7 +38,10 @@ with state.guard():
             st.session_state[k] = v
         spec = (("clean", clean), ("corrupted", corrupted), ("answer", answer), ("wrong", wrong))
     c, d, e = st.columns(3)
-    method = c.selectbox("method", ["both", "activation", "attribution"], key=state.remembered("attr_method", "both", "attribution"))
+    method = c.selectbox("method", ["attribution", "both", "activation"],
+                         key=state.remembered("attr_method", "attribution", "attribution"),
+                         help="attribution: one backward pass (fast). activation: exact, one forward pass per "
+                              "component (minutes on a CPU for an 18-layer model). both: also their agreement.")
     threshold = d.slider("circuit keeps", 0.1, 1.0, key=state.remembered("attr_threshold", 0.8, "attribution"))
     ablation = e.selectbox("ablation outside the circuit", ["resample", "mean", "zero"],
                            key=state.remembered("attr_ablation", "resample", "attribution"))
