@@ -38,6 +38,8 @@ class TokenFeatureGraph:
     counts: Int[torch.Tensor, " tokens"]
     edges: Bool[torch.Tensor, "tokens d_sae"]
     threshold: float
+    tracked: list[int] = field(default_factory=list)
+    tracked_counts: torch.Tensor | None = None  # [tokens, len(tracked)]: occurrences where each tracked feature fired
 
     @property
     def degree(self) -> Int[torch.Tensor, " tokens"]:
@@ -56,13 +58,25 @@ class TokenFeatureGraph:
         """The token ids linked to one feature."""
         return self.token_ids[self.edges[:, feature]].tolist()
 
+    def most_specific_tokens(self, feature: int, n: int = 8, min_count: int = 3) -> list[tuple[int, float]]:
+        """(token id, firing rate) of the tokens on which a *tracked* feature fires most often, per occurrence."""
+        if self.tracked_counts is None or feature not in self.tracked:
+            raise ValueError(f"feature {feature} was not tracked: pass it in build_graph(track=...).")
+        rate = self.tracked_counts[:, self.tracked.index(feature)].double() / self.counts.clamp_min(1)
+        rate[self.counts < min_count] = -1
+        top = rate.topk(min(n, len(rate))).indices
+        return [(int(self.token_ids[r]), float(rate[r])) for r in top if rate[r] > 0]
+
 
 def build_graph(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
-                vocab_size: int, threshold: float = 0.0) -> TokenFeatureGraph:
+                vocab_size: int, threshold: float = 0.0, track: Sequence[int] = ()) -> TokenFeatureGraph:
     """Accumulate the graph from (token ids [n], feature activations [n, d_sae]) batches (n varies).
 
-    Memory: one bool row per distinct token (grown by doubling), never per occurrence.
+    `track`: features whose firings are also counted per token (not just linked), for firing
+    rates. Memory: one bool row per distinct token (grown by doubling), never per occurrence.
     """
+    track = [int(t) for t in track]
+    tracked = torch.zeros(0, len(track), dtype=torch.long)
     row_of = torch.full((vocab_size,), -1, dtype=torch.long)
     ids: list[int] = []
     edges = torch.zeros(0, 0, dtype=torch.bool)
@@ -80,17 +94,23 @@ def build_graph(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
                 cap = max(len(ids), 2 * len(edges))
                 edges = torch.cat([edges, torch.zeros(cap - len(edges), edges.shape[1], dtype=torch.bool)])
                 counts = torch.cat([counts, torch.zeros(cap - len(counts), dtype=torch.long)])
+        if len(tracked) < len(counts):
+            tracked = torch.cat([tracked, torch.zeros(len(counts) - len(tracked), len(track), dtype=torch.long)])
         rows = row_of[toks]
         counts += torch.bincount(rows, minlength=len(counts))
-        i, f = (acts.detach().cpu() > threshold).nonzero(as_tuple=True)
+        fired = acts.detach().cpu() > threshold
+        i, f = fired.nonzero(as_tuple=True)
         edges[rows[i], f] = True
+        if track:
+            tracked.index_add_(0, rows, fired[:, track].long())
     n = len(ids)
-    counts, edges = counts[:n], edges[:n]
+    counts, edges, tracked = counts[:n], edges[:n], tracked[:n]
     # Most frequent first; ties broken by token id so the order is deterministic.
     ids_t = torch.tensor(ids, dtype=torch.long)
     order = sorted(range(n), key=lambda r: (-int(counts[r]), ids[r]))
     order_t = torch.tensor(order, dtype=torch.long)
-    return TokenFeatureGraph(token_ids=ids_t[order_t], counts=counts[order_t], edges=edges[order_t], threshold=threshold)
+    return TokenFeatureGraph(token_ids=ids_t[order_t], counts=counts[order_t], edges=edges[order_t], threshold=threshold,
+                             tracked=track, tracked_counts=tracked[order_t] if track else None)
 
 
 def power_law_fit(rank: Sequence[int | float] | np.ndarray, degree: Sequence[int | float] | np.ndarray) -> dict[str, float | int]:

@@ -188,15 +188,17 @@ def run_function_tokens(cfg: FunctionTokensConfig, out: Path, *, device: str = "
     vocab = int(model.cfg.d_vocab)
     categories = token_categories(model.tokenizer, vocab)
     fmask = function_token_mask(model.tokenizer, vocab)
-    echo("token-feature graph ...")
-    graph = build_graph(sae_batches(store, sae, max_sequences=n_seq), vocab_size=vocab, threshold=cfg.threshold)
-    gstats = graph_stats(graph, fmask)
 
     ret_cfg = RetrievalConfig(n_positions=cfg.n_positions, top_m=cfg.top_m, batch_size=max(1, cfg.batch_size // 2), seed=cfg.seed)
     echo("memory retrieval ...")
     retrieval = _stage(out / "stages" / "retrieval.json", {**stage_key, **asdict(ret_cfg)},
                        lambda: memory_retrieval(model, sae, cfg.layer, store.sequences(min(n_seq, 4 * cfg.n_positions)),
                                                 fmask, ret_cfg)) if cfg.n_positions else None
+
+    echo("token-feature graph ...")
+    track = [f["feature"] for f in retrieval["top_features"]] if retrieval else []
+    graph = build_graph(sae_batches(store, sae, max_sequences=n_seq), vocab_size=vocab, threshold=cfg.threshold, track=track)
+    gstats = graph_stats(graph, fmask)
 
     n_loss = min(n_seq, cfg.loss_tokens // cfg.seq_len)
     transitions = None
@@ -210,7 +212,8 @@ def run_function_tokens(cfg: FunctionTokensConfig, out: Path, *, device: str = "
         for f in retrieval["top_features"]:
             linked = graph.edges[:, f["feature"]].nonzero().flatten()
             f["n_tokens_linked"] = len(linked)
-            f["fires_on"] = model.tokenizer.batch_decode([[int(graph.token_ids[r])] for r in linked[:8]])
+            specific = graph.most_specific_tokens(f["feature"])
+            f["fires_on"] = [f"{model.tokenizer.decode([t])!r} {rate:.0%}" for t, rate in specific]
 
     toy = None
     if cfg.toy_steps:

@@ -131,14 +131,14 @@ def report_sections(result: dict[str, Any]) -> list[Section]:
     ]
     if result.get("retrieval"):
         ret = result["retrieval"]
-        feats = [[f["feature"], f["count"], f.get("n_tokens_linked", ""), " | ".join(repr(t) for t in f.get("fires_on", [])),
+        feats = [[f["feature"], f["count"], f.get("n_tokens_linked", ""), " | ".join(f.get("fires_on", [])),
                   " | ".join(repr(t) for t in f["promotes"])] for f in ret["top_features"]]
         ex = [[e["context"], e["token"], e["next"], e["top_features"], f"{e['delta_logprob']:+.2f}"] for e in ret["examples"]]
         sections.append(Section("Memory retrieval at function tokens", (
             "At sampled function and content positions (paired: same sequences), the top features by activation are "
             "ablated at that one position; bars compare the effect on the next-token prediction."),
             [retrieval_figure(ret), _table(feats, ["feature", "times in top at function tokens", "token types it fires on",
-                                  "most frequent of them", "promotes (logit lens)"]),
+                                  "fires most often on (rate per occurrence, tokens seen >= 3x)", "promotes (logit lens)"]),
              _table(ex, ["context", "function token", "next", "top features", "Δ log p after ablation"])]))
     if result.get("transitions"):
         t = result["transitions"]

@@ -78,3 +78,17 @@ def test_power_law_fit_recovers_an_exact_power_law():
     assert fit["alpha"] == pytest.approx(0.7) and fit["log10_C"] == pytest.approx(np.log10(300)) and fit["r2"] == pytest.approx(1.0)
     assert fit["n"] == 199
     assert power_law_fit([1, 2], [0, 3])["n"] == 1
+
+
+def test_tracked_feature_counts_and_firing_rates(corpus, tiny_model):
+    tok, ids, acts, batches = corpus
+    t = LETTERS.index("t")
+    g = build_graph(batches, vocab_size=tiny_model.cfg.d_vocab, track=[t, 26])
+    words = tok.convert_ids_to_tokens(g.token_ids.tolist())
+    counts_t = dict(zip(words, g.tracked_counts[:, 0].tolist()))
+    assert counts_t["the"] == 12 and counts_t["tree"] == 1 and counts_t["dog"] == 0
+    assert sum(g.tracked_counts[:, 1].tolist()) == 10  # the punctuation feature fired on the 10 full stops
+    spec = {tok.convert_ids_to_tokens(i): r for i, r in g.most_specific_tokens(t)}
+    assert spec == {"the": 1.0, "cat": 1.0}  # tokens seen >= 3 times that contain a 't'
+    with pytest.raises(ValueError, match="not tracked"):
+        g.most_specific_tokens(0)
