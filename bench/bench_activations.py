@@ -67,6 +67,14 @@ def speed(model_name: str, layer: int, batches: int, batch_size: int, seq_len: i
           f"(vs collection at the layer: {(steps * cfg.batch_size / dt) / (n / t_stop):.2f}x)")
 
 
+def _peak_mb() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it does not inherit a forking parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(tokens: int, folder: str) -> None:
     """Cache `tokens` tokens of a synthetic word corpus with tiny-llama; print peak RSS (MB) as JSON."""
     from probes.activations import ActivationConfig, collect_activations
@@ -80,12 +88,12 @@ def _child(tokens: int, folder: str) -> None:
     with open(path, "w") as f:  # written line by line: the corpus itself never sits in memory
         for _ in range(tokens // 20 + 10):
             f.write(" ".join(rng.choice(TINY_WORDS) for _ in range(20)) + "\n")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _peak_mb()
     t = time.perf_counter()
     store = collect_activations(model, CorpusConfig(source=str(path), seq_len=128, max_tokens=tokens), Path(folder) / "acts",
                                 ActivationConfig(layer=1, batch_size=16, shard_sequences=64), progress=False)
     dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     print(json.dumps({"tokens": store.n_tokens, "peak_mb": peak, "before_mb": base, "seconds": dt,
                       "disk_mb": sum(p.stat().st_size for p in store.shards) / 2**20}))
 
@@ -117,9 +125,9 @@ def main() -> None:
         _child(int(a.child[0]), a.child[1])
         return
     torch.set_num_threads(1)
+    memory(a.mem_tokens)  # first: the children should not fork from a process holding a model
     if not a.skip_speed:
         speed(a.model, a.layer, a.batches, a.batch_size, a.seq_len)
-    memory(a.mem_tokens)
 
 
 if __name__ == "__main__":
