@@ -1,30 +1,16 @@
-"""Fixtures for the function-token tests: a small word-level corpus for the tiny models, a hook check."""
+"""Fixtures for the function-token tests: a small word-level corpus, a hook check, one torch thread."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
-
-WORDS = "the a of to and in cat dog saw ran big red . , house ball went took".split()
-
-
-def write_corpus(path: Path, n_lines: int = 120, words_per_line: int = 15, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(words_per_line)) for _ in range(n_lines)) + "\n")
-    return path
-
-
-def hooks_clean(model) -> bool:
-    """True when no HookPoint of the model holds a forward or backward hook."""
-    return all(not hp._forward_hooks and not hp._backward_hooks and not getattr(hp, "fwd_hooks", [])
-               for hp in model.hook_dict.values())
+from ft_testkit import hooks_clean, write_corpus
 
 
 @pytest.fixture
 def small_corpus(tmp_path) -> Path:
-    """120 lines of 15 random words from a 18-word vocabulary (all in the tiny tokenizer)."""
+    """120 lines of 15 random words from an 18-word vocabulary (all in the tiny tokenizer)."""
     return write_corpus(tmp_path / "corpus.txt")
 
 

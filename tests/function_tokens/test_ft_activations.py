@@ -92,7 +92,7 @@ def test_larger_budget_extends_a_complete_cache(tiny_model, small_corpus, tmp_pa
 
 
 def test_an_exhausted_corpus_is_not_run_again(tiny_model, tmp_path):
-    from conftest import write_corpus
+    from ft_testkit import write_corpus
 
     corpus = _corpus(write_corpus(tmp_path / "c.txt", n_lines=10), max_tokens=10_000)  # 150 words: 10 sequences of BOS + 15
     cfg = ActivationConfig(layer=1, batch_size=2, shard_sequences=4)

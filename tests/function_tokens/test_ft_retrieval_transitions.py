@@ -16,7 +16,7 @@ from probes.transitions import TRANSITIONS, per_token_loss, transition_stats
 
 @pytest.fixture(scope="module")
 def setup(tiny_model, tmp_path_factory):
-    from conftest import write_corpus
+    from ft_testkit import write_corpus
 
     folder = tmp_path_factory.mktemp("retr")
     corpus = write_corpus(folder / "c.txt", n_lines=60)

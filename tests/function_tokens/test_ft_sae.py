@@ -16,7 +16,7 @@ from probes.sae import SAEConfig, SparseAutoencoder, evaluate_sae, load_sae, sav
 def planted(tiny_model, tmp_path_factory):
     """Cache of layer-1 activations where a unit direction v (random magnitude 0.15-0.45, about 3x the
     residual norm) is added to the residual stream at, and only at, every position holding 'cat'."""
-    from conftest import write_corpus
+    from ft_testkit import write_corpus
 
     folder = tmp_path_factory.mktemp("planted")
     corpus = write_corpus(folder / "corpus.txt", n_lines=400)
