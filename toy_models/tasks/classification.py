@@ -95,24 +95,29 @@ def sample_without_replacement(probs: Float[torch.Tensor, " n"], rows: int, k: i
     """`rows` weighted draws of k distinct indices, with the law of sequential sampling without replacement.
 
     Sequential sampling is the order of first occurrences in an i.i.d. stream from `probs`, so each
-    row reads its first k distinct values from a batch of i.i.d. draws (cheap: O(rows k log n), where
-    a Gumbel top-k needs rows x n random numbers); rows whose stream is still short get more draws.
+    row reads its first k distinct values from 4k + 8 i.i.d. draws (O(rows k log n), where a Gumbel
+    top-k needs rows x n random numbers). A row whose stream holds fewer than k distinct values
+    continues, by the same memoryless property, with a Gumbel top-k over the values not yet seen.
     """
     if k > int((probs > 0).sum()):
         raise IclensError(f"cannot draw {k} distinct classes from {int((probs > 0).sum())} with non-zero mass.")
-    width = 4 * k + 8
-    draws = torch.multinomial(probs, rows * width, replacement=True, generator=generator).view(rows, width)
-    while True:
-        m = draws.shape[1]
-        earlier = torch.ones(m, m, dtype=torch.bool).tril(-1)  # [j, i]: column i comes before column j
-        dup = ((draws[:, :, None] == draws[:, None, :]) & earlier).any(-1)
-        short = (~dup).sum(1) < k
-        if not short.any():
-            break
-        more = torch.multinomial(probs, rows * width, replacement=True, generator=generator).view(rows, width)
-        draws = torch.cat([draws, torch.where(short[:, None], more, draws[:, :1])], 1)  # only short rows use them
-    order = (dup.long() * m + torch.arange(m)).argsort(dim=1)[:, :k]  # the first k first-occurrences, in order
-    return draws.gather(1, order)
+    m = 4 * k + 8
+    draws = torch.multinomial(probs, rows * m, replacement=True, generator=generator).view(rows, m)
+    earlier = torch.ones(m, m, dtype=torch.bool).tril(-1)  # [j, i]: column i comes before column j
+    dup = ((draws[:, :, None] == draws[:, None, :]) & earlier).any(-1)
+    order = (dup.long() * m + torch.arange(m)).argsort(dim=1)[:, :k]  # first occurrences first, in order
+    out = draws.gather(1, order)
+    n_seen = (~dup).sum(1)
+    short = n_seen < k
+    if short.any():
+        seen, have = out[short], n_seen[short]
+        valid = torch.arange(k)[None, :] < have[:, None]
+        e = torch.empty(len(seen), probs.shape[0]).exponential_(generator=generator)
+        keys = (probs / e).scatter(1, torch.where(valid, seen, seen[:, :1]), -1.0)  # seen values excluded
+        rest = keys.topk(k, dim=-1).indices
+        fill = rest.gather(1, (torch.arange(k)[None, :] - have[:, None]).clamp_min(0))
+        out[short] = torch.where(valid, seen, fill)
+    return out
 
 
 @register_task("icl-classification")
