@@ -29,7 +29,8 @@ class GPT2Regressor(nn.Module):
         from transformers import GPT2Config, GPT2Model
 
         cfg = GPT2Config(n_positions=2 * n_points, n_embd=d_model, n_layer=n_layers, n_head=n_heads, vocab_size=1,
-                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False)
+                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False, bos_token_id=0,
+                         eos_token_id=0)
         self.read_in = nn.Linear(d, d_model)
         self.backbone = GPT2Model(cfg)
         self.read_out = nn.Linear(d_model, 1)
