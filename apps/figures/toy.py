@@ -68,7 +68,8 @@ def shift_sweep(sweep: dict[str, dict[str, dict[str, dict[str, float]]]], title:
                                      line={"color": colors[i % len(colors)], "dash": "dot" if name == "zero" else None}),
                           row=1, col=col)
         fig.update_xaxes(type="log", title_text="scale c", row=1, col=col)
-    fig.update_yaxes(type="log", title_text="error / error of predicting 0", row=1, col=1)
+        fig.update_yaxes(type="log", row=1, col=col)  # every panel: matched axes do not inherit the type
+    fig.update_yaxes(title_text="error / error of predicting 0 (floored at 1e-6)", row=1, col=1)
     fig.update_layout(title=title, height=400, margin={"t": 70})
     return fig
 
