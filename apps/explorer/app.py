@@ -23,7 +23,9 @@ PAGES = [
     st.Page("views/model.py", title="Model & prompt", url_path="model", default=True),
     st.Page("views/attention.py", title="Attention & heads", url_path="attention"),
     st.Page("views/attribution.py", title="Attribution", url_path="attribution"),
+    st.Page("views/function_tokens.py", title="Function tokens", url_path="function-tokens"),
     st.Page("views/toy_models.py", title="Toy models", url_path="toy-models"),
+    st.Page("views/icl_iwl.py", title="ICL vs IWL", url_path="icl-iwl"),
     st.Page("views/reports.py", title="Reports", url_path="reports"),
 ]
 page = st.navigation(PAGES)
