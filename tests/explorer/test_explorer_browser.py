@@ -66,8 +66,14 @@ def test_explorer_in_chromium(tmp_path, tiny_model):
         wait_for(driver, "Run patching")
         assert "activation" in body_text(driver)
 
+        open_page(driver, "Function tokens")
+        wait_for(driver, "no function-tokens result under")  # only an induction result in the output folder
+
         open_page(driver, "Toy models")
         wait_for(driver, "no training runs under")  # an empty runs folder: what to do, in one line
+
+        open_page(driver, "ICL vs IWL")
+        wait_for(driver, "no icl-classification, pos-forgetting or sweep runs under")
 
         open_page(driver, "Reports")
         wait_for(driver, "Results (1)")
