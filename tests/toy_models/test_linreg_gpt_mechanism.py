@@ -14,7 +14,7 @@ from toy_models.tasks.linreg import LinRegConfig, interleave, sample_prompts
 def short_gpt():
     # d = 1 leaves the loss plateau within a few hundred steps (d >= 2 needs thousands; see the report)
     cfg = LinRegRunConfig(model="gpt", d=1, steps=800, n_layers=2, n_heads=2, d_model=32, batch_size=64, lr=3e-3,
-                          checkpoint_every=0, eval_every=800, seed=0)
+                          checkpoint_every=0, eval_every=800, seed=0, curriculum=False)
     model, res = run_training(cfg, None, progress=False)
     return model, cfg, res
 
