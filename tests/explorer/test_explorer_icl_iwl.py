@@ -83,13 +83,14 @@ def test_classification_run_curves_and_transitions_equal_result(app, runs):
     assert t is not None  # the fixture's run has an ICL transition
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["ICL transition step"] == f"{t['step']:.0f}"
-    for key, label in (("prev_token_score", "previous-token score rises"), ("induction_score", "induction score rises"),
+    for key, label in (("prev_token_score", "prev-token score rises"), ("induction_score", "induction score rises"),
                        ("iwl_acc", "IWL accuracy rises")):
         tk = res["transitions"][key]
         assert metrics[label] == (f"{tk['step']:.0f}" if tk else "none")
     assert [s["x0"] for s in fig["layout"]["shapes"] if s["type"] == "line"] == [t["step"]]  # the marked step
     fin = res["final"]
-    assert metrics["final ICL / IWL accuracy"] == f"{fin['icl_acc']:.3f} / {fin['iwl_acc']:.3f}"
+    assert (metrics["final ICL accuracy"], metrics["final IWL accuracy"]) == (f"{fin['icl_acc']:.3f}", f"{fin['iwl_acc']:.3f}")
+    np.testing.assert_allclose(array(by_title(app)["Training loss"]["data"][0]["y"]), res["losses"], rtol=1e-6)
     ab = {b["name"]: b for b in by_title(app)["Head ablation after training"]["data"]}
     np.testing.assert_allclose(array(ab["ICL"]["y"]), [res["ablation"][c]["icl"] for c in ab["ICL"]["x"]])
 

@@ -12,11 +12,12 @@ import streamlit as st
 
 from apps.explorer import state
 from apps.figures import icl_iwl as fig
+from apps.figures import toy as toyfig
 from probes.errors import IclensError
 
 MAX_DEPTH = 4
 KINDS = ("icl-classification", "pos-forgetting", "sweep")
-TRANSITION_LABELS = {"icl_acc": "ICL transition step", "prev_token_score": "previous-token score rises",
+TRANSITION_LABELS = {"icl_acc": "ICL transition step", "prev_token_score": "prev-token score rises",
                      "induction_score": "induction score rises", "iwl_acc": "IWL accuracy rises"}
 
 st.title("ICL vs IWL")
@@ -104,25 +105,29 @@ def _mtime(folder: Path) -> int:
     return max((f.stat().st_mtime_ns for f in files if f.is_file()), default=0)
 
 
+def loss_figure(losses: list[float]):
+    """Per-step training loss (raw and smoothed, at most ~2000 points a trace)."""
+    return toyfig.training_curve(losses, title="Training loss").update_layout(yaxis_title="cross-entropy")
+
+
 def show_classification(run: dict[str, Any]) -> None:
     steps, curves = run["steps"], run["curves"]
     if not steps:
         raise IclensError("this run has no evaluation yet: wait for its first evaluation step and reload.")
     trans = run.get("transitions") or {}
     t = trans.get("icl_acc")
-    c = st.columns(5)
+    c = st.columns(6)
     for col, (k, label) in zip(c, TRANSITION_LABELS.items()):
         col.metric(label, f"{trans[k]['step']:.0f}" if trans.get(k) else "none")
-    c[4].metric("final ICL / IWL accuracy", f"{curves['icl_acc'][-1]:.3f} / {curves['iwl_acc'][-1]:.3f}")
+    c[4].metric("final ICL accuracy", f"{curves['icl_acc'][-1]:.3f}")
+    c[5].metric("final IWL accuracy", f"{curves['iwl_acc'][-1]:.3f}")
     if t:
         st.caption(f"ICL accuracy leaves its plateau ({t['plateau']:.2f}) at step {t['step']:.0f}, rising from step "
                    f"{t['start']:.0f} to {t['end']:.0f} ({'abrupt' if t['abrupt'] else 'gradual'}) to {t['final']:.2f}.")
     st.plotly_chart(fig.transition_curves(steps, curves, t), key="icl_curves")
     a, b = st.columns(2)
     if run.get("losses"):
-        losses = run["losses"]
-        a.plotly_chart(fig.curves(list(range(1, len(losses) + 1)), {"loss": losses}, "training loss", xlabel="step",
-                                  ylabel="loss"), key="icl_loss")
+        a.plotly_chart(loss_figure(run["losses"]), key="icl_loss")
     if run.get("ablation"):
         b.plotly_chart(fig.ablation_bars(run["ablation"]), key="icl_ablation")
     for name, f in (run.get("nested_logit_fit") or {}).items():
@@ -141,6 +146,8 @@ def show_forgetting(run: dict[str, Any]) -> None:
     st.caption(f"schedule **{schedule}**" + (f"; embeddings reset at steps {resets}" if resets else ""))
     st.plotly_chart(fig.forgetting_curves({schedule: evals}, POS_EVAL_KINDS, f"POS task: {schedule} schedule"),
                     key="pos_curves")
+    if run.get("losses"):
+        st.plotly_chart(loss_figure(run["losses"]), key="pos_loss")
     kinds = [k for k in POS_EVAL_KINDS if k in summary]
     st.dataframe({"eval set": kinds, "final": [summary[k]["final"] for k in kinds],
                   "peak": [summary[k]["peak"] for k in kinds], "peak step": [summary[k]["peak_step"] for k in kinds],
