@@ -108,6 +108,14 @@ def test_unfinished_run_shows_the_same_curves_from_its_checkpoint(app, runs):
     assert detect_transition(res["steps"], res["curves"]["icl_acc"]) == res["transitions"]["icl_acc"]
     assert {m.label: m.value for m in app.metric}["ICL transition step"] == f"{res['transitions']['icl_acc']['step']:.0f}"
 
+    pos = json.loads((runs / "pos" / "result.json").read_text())  # a forgetting run, the same way
+    (runs / "pos" / "result.json").unlink()
+    pick(app, "pos")
+    heldout = by_title(app)["POS task: active schedule"]["data"][-1]
+    np.testing.assert_allclose(array(heldout["y"]), [e["heldout"] for e in pos["evals"]])
+    assert frame_with(app, "eval set").set_index("eval set").loc["heldout", "peak"] == pytest.approx(pos["summary"]["heldout"]["peak"])
+    assert any(f"reset at steps {[e['step'] for e in pos['events']]}" in c.value for c in app.caption)
+
 
 def test_forgetting_run_and_sweep_equal_result(app, runs):
     from toy_models.tasks.pos import POS_EVAL_KINDS

@@ -80,7 +80,8 @@ def run_view(run_dir: str, kind: str, mtime: int) -> dict[str, Any]:
     cfg = POSRunConfig(**saved["run"])
     st_ = load_checkpoint(folder, ToyTransformer(cfg.model_config()), None, None, restore_rngs=False)
     return {"finished": False, "config": {"run": cfg.to_dict(), "forgetting": saved.get("forgetting", {})},
-            "evals": st_.evals, "summary": forgetting_summary(st_.evals), "losses": st_.losses, "steps_done": st_.step}
+            "evals": st_.evals, "summary": forgetting_summary(st_.evals), "losses": st_.losses, "events": st_.events,
+            "steps_done": st_.step}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
