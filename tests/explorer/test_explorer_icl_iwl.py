@@ -89,7 +89,8 @@ def test_classification_run_curves_and_transitions_equal_result(app, runs):
         assert metrics[label] == (f"{tk['step']:.0f}" if tk else "none")
     assert [s["x0"] for s in fig["layout"]["shapes"] if s["type"] == "line"] == [t["step"]]  # the marked step
     fin = res["final"]
-    assert (metrics["final ICL accuracy"], metrics["final IWL accuracy"]) == (f"{fin['icl_acc']:.3f}", f"{fin['iwl_acc']:.3f}")
+    assert metrics["final ICL accuracy"] == f"{fin['icl_acc']:.3f}"
+    assert metrics["final IWL accuracy"] == f"{fin['iwl_acc']:.3f}"
     np.testing.assert_allclose(array(by_title(app)["Training loss"]["data"][0]["y"]), res["losses"], rtol=1e-6)
     ab = {b["name"]: b for b in by_title(app)["Head ablation after training"]["data"]}
     np.testing.assert_allclose(array(ab["ICL"]["y"]), [res["ablation"][c]["icl"] for c in ab["ICL"]["x"]])
@@ -113,7 +114,8 @@ def test_unfinished_run_shows_the_same_curves_from_its_checkpoint(app, runs):
     pick(app, "pos")
     heldout = by_title(app)["POS task: active schedule"]["data"][-1]
     np.testing.assert_allclose(array(heldout["y"]), [e["heldout"] for e in pos["evals"]])
-    assert frame_with(app, "eval set").set_index("eval set").loc["heldout", "peak"] == pytest.approx(pos["summary"]["heldout"]["peak"])
+    table = frame_with(app, "eval set").set_index("eval set")
+    assert table.loc["heldout", "peak"] == pytest.approx(pos["summary"]["heldout"]["peak"])
     assert any(f"reset at steps {[e['step'] for e in pos['events']]}" in c.value for c in app.caption)
 
 

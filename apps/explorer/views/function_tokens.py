@@ -49,7 +49,8 @@ def read_result(path: str, mtime: int) -> dict[str, Any]:
     except ValueError as e:
         raise IclensError(f"{path} is not valid JSON ({e}): re-run `iclens probe function-tokens` there.") from None
     if not isinstance(data, dict) or "graph" not in data or "headline" not in data:
-        raise IclensError(f"{path} is not a function-tokens result: pick a folder written by `iclens probe function-tokens`.")
+        raise IclensError(f"{path} is not a function-tokens result: "
+                          "pick a folder written by `iclens probe function-tokens`.")
     return data
 
 
