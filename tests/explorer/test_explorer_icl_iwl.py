@@ -134,6 +134,17 @@ def test_forgetting_run_and_sweep_equal_result(app, runs):
     for kind in POS_EVAL_KINDS:
         assert table.loc[kind, "final"] == pytest.approx(res["summary"][kind]["final"])
     assert any(f"reset at steps {[e['step'] for e in res['events']]}" in c.value for c in app.caption)
+    # another forgetting run (a copy) on the same axes: one line per run in every panel
+    shutil.copytree(runs / "pos", runs / "pos_copy")
+    app.run()
+    app.multiselect(key="pos_compare").select("pos_copy").run()
+    assert errors(app) == []
+    both = by_title(app)["POS task: forgetting schedules compared"]["data"]
+    assert sorted({t["name"] for t in both}) == ["active (pos)", "active (pos_copy)"]
+    assert len(both) == 2 * len(POS_EVAL_KINDS)
+    for i, trace in enumerate(both):  # run by run, eval set by eval set
+        kind = POS_EVAL_KINDS[i % len(POS_EVAL_KINDS)]
+        np.testing.assert_allclose(array(trace["y"]), [e[kind] for e in res["evals"]])
 
     pick(app, "sweep")
     sw = json.loads((runs / "sweep" / "result.json").read_text())

@@ -136,17 +136,26 @@ def show_classification(run: dict[str, Any]) -> None:
                         key=f"icl_fit_{name}")
 
 
-def show_forgetting(run: dict[str, Any]) -> None:
+def _schedule(run: dict[str, Any]) -> str:
+    return run["config"].get("forgetting", {}).get("schedule", "?")
+
+
+def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, Any]]) -> None:
+    """One pos-forgetting run (accuracy per eval set, summary, verdicts); `others` drawn on the same axes."""
     from toy_models.tasks.pos import POS_EVAL_KINDS
 
     evals, summary = run["evals"], run.get("summary") or {}
     if not evals:
         raise IclensError("this run has no evaluation yet: wait for its first evaluation step and reload.")
-    schedule = run["config"].get("forgetting", {}).get("schedule", "?")
+    schedule = _schedule(run)
     resets = [e["step"] for e in run.get("events", [])]
     st.caption(f"schedule **{schedule}**" + (f"; embeddings reset at steps {resets}" if resets else ""))
-    st.plotly_chart(fig.forgetting_curves({schedule: evals}, POS_EVAL_KINDS, f"POS task: {schedule} schedule"),
-                    key="pos_curves")
+    if others:
+        series = {f"{schedule} ({name})": evals, **{f"{_schedule(o)} ({n})": o["evals"] for n, o in others.items()}}
+        title = "POS task: forgetting schedules compared"
+    else:
+        series, title = {schedule: evals}, f"POS task: {schedule} schedule"
+    st.plotly_chart(fig.forgetting_curves(series, POS_EVAL_KINDS, title), key="pos_curves")
     if run.get("losses"):
         st.plotly_chart(loss_figure(run["losses"]), key="pos_loss")
     kinds = [k for k in POS_EVAL_KINDS if k in summary]
@@ -202,4 +211,13 @@ with state.guard():
         if not run["finished"]:
             what = "a sweep point" if (run_dir / "point.json").is_file() else "unfinished"
             st.caption(f"{what} (no result.json): curves from its latest checkpoint, step {run['steps_done']}")
-        (show_classification if kind == "icl-classification" else show_forgetting)(run)
+        if kind == "icl-classification":
+            show_classification(run)
+        else:
+            peers = [r for r, k in runs.items() if k == "pos-forgetting" and r != pick]
+            chosen = st.multiselect("compare with (same axes)", peers, key="pos_compare") if peers else []
+            others = {}
+            for r in chosen:
+                peer = state.safe_path(folder, r)
+                others[r] = run_view(str(peer), "pos-forgetting", _mtime(peer))
+            show_forgetting(run, pick, others)
