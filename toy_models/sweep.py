@@ -92,6 +92,24 @@ def run_sweep(base: ICLRunConfig, grid: dict[str, list], out: str | Path, *, dev
     return {"grid": to_jsonable(grid), "points": rows}
 
 
+def collect_sweep(out: str | Path) -> dict[str, Any]:
+    """The finished points of a sweep folder (e.g. one still running or killed), without training anything."""
+    out = Path(out)
+    try:
+        conf = json.loads((out / SWEEP_FILE).read_text())
+    except FileNotFoundError:
+        raise IclensError(f"{out / SWEEP_FILE} missing: {out} is not a sweep folder.") from None
+    except ValueError:
+        raise IclensError(f"{out / SWEEP_FILE} is corrupt: delete it or choose a new --out.") from None
+    rows = []
+    for point in grid_points(conf["grid"]):
+        done = out / "points" / point_name(point) / POINT_FILE
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+    return {"grid": conf["grid"], "base": conf["base"], "points": rows,
+            "complete": len(rows) == len(grid_points(conf["grid"]))}
+
+
 def phase_table(sweep: dict[str, Any], x: str, y: str, metric: str, **fixed: Any) -> dict[str, Any]:
     """A [len(y values) x len(x values)] table of `metric` over two swept fields (others fixed to `fixed`)."""
     grid = sweep["grid"]

@@ -235,6 +235,7 @@ def sweep(
     batch_size: int = typer.Option(128, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr"),
     eval_size: int = typer.Option(256, "--eval-size"),
+    report_only: bool = typer.Option(False, "--report-only", help="Only draw the finished points (no training)."),
     seed: int = SEED_OPT,
     device: str = DEVICE_OPT,
 ) -> None:
@@ -248,16 +249,24 @@ def sweep(
     from toy_models.sweep import grid_points
     for p in grid_points(grid):  # validate every point before any training
         replace(base, **p)
-    out = prepare_out(out)
-    dev = resolve_device(device)
-    _threads(dev)
-    res = run_sweep(base, grid, out, device=str(dev))
-    write_json(out / "result.json", {**res, "base": base.to_dict(), "versions": versions()})
+    if report_only:
+        from toy_models.sweep import collect_sweep
+
+        res = collect_sweep(out)
+        grid = res["grid"]
+    else:
+        out = prepare_out(out)
+        dev = resolve_device(device)
+        _threads(dev)
+        res = run_sweep(base, grid, out, device=str(dev))
+    res.setdefault("base", base.to_dict())
+    write_json(out / "result.json", {**res, "versions": versions()})
     fixed = {k: v[0] for k, v in grid.items() if k not in ("n_classes", "eps")}
     tables = [phase_table(res, "n_classes", "eps", m, **fixed) for m in ("icl_acc", "iwl_acc")]
     sections = [Section("Phase diagram", f"Final accuracy on novel classes (ICL) and with the query class absent (IWL) "
-                        f"over K x eps (other fields at {fixed}), {steps} steps per point.",
+                        f"over K x eps (other fields at {fixed}), {res['base']['steps']} steps per point.",
                         [fig.phase_diagram(tables, "ICL vs IWL")]),
                 Section("Points", "", [json_block(res["points"])])]
-    write_report(out / "report.html", "ICL / IWL phase diagram", sections, {"points": len(res["points"])})
+    write_report(out / "report.html", "ICL / IWL phase diagram", sections,
+                 {"points": len(res["points"]), "complete": res.get("complete", True)})
     typer.echo(f"{len(res['points'])} points; wrote {out / 'result.json'} and {out / 'report.html'}")

@@ -9,7 +9,7 @@ import pytest
 
 from probes.errors import IclensError
 from toy_models.icl_iwl_experiment import ICLRunConfig
-from toy_models.sweep import default_runner, grid_points, phase_table, run_sweep
+from toy_models.sweep import collect_sweep, default_runner, grid_points, phase_table, run_sweep
 
 BASE = ICLRunConfig(n_classes=16, n_labels=4, dim=7, n_items=4, burstiness=2, d_model=16, mlp_hidden=8, steps=20,
                     batch_size=8, eval_every=10, eval_size=16, checkpoint_every=10, seed=1)
@@ -35,6 +35,8 @@ def test_killed_sweep_resumes_from_finished_points_and_checkpoints(tmp_path):
     with pytest.raises(Boom):
         run_sweep(BASE, GRID, tmp_path, runner=crashing, progress=False)
     assert len(calls) == 3
+    partial = collect_sweep(tmp_path)
+    assert not partial["complete"] and [(r["n_classes"], r["eps"]) for r in partial["points"]] == [(16, 0.0), (16, 0.4)]
     first = json.loads((tmp_path / "points" / "n_classes=16_eps=0.0" / "point.json").read_text())
     calls.clear()
     res = run_sweep(BASE, GRID, tmp_path, runner=crashing, progress=False)
@@ -53,6 +55,9 @@ def test_other_sweep_in_same_folder_refused(tmp_path):
     run_sweep(BASE, {"eps": [0.0]}, tmp_path, runner=fake, progress=False)
     with pytest.raises(IclensError, match="different sweep"):
         run_sweep(BASE, {"eps": [0.1]}, tmp_path, runner=fake, progress=False)
+    assert collect_sweep(tmp_path)["complete"]
+    with pytest.raises(IclensError, match="not a sweep folder"):
+        collect_sweep(tmp_path / "nope")
 
 
 def test_grid_validation():
