@@ -154,6 +154,13 @@ def test_forgetting_run_and_sweep_equal_result(app, runs):
         want = [[next(p[metric] for p in sw["points"] if p["n_classes"] == k and p["eps"] == e) for k in (16, 32)]
                 for e in (0.0, 0.4)]
         np.testing.assert_allclose(array(trace["z"]), want)
+    # a sweep still running (or killed): only its finished points, the others left blank
+    (runs / "sweep" / "result.json").unlink()
+    (runs / "sweep" / "points" / "n_classes=32_burstiness=2_eps=0.4_zipf_alpha=0.0" / "point.json").unlink()
+    app.run()
+    assert errors(app) == [] and any("3 of 4 points finished" in c.value for c in app.caption)
+    z = array(by_title(app)["ICL vs IWL: final accuracy"]["data"][0]["z"])
+    assert np.isnan(z[1, 1]) and np.allclose(z[0], [p["icl_acc"] for p in sw["points"] if p["eps"] == 0.0])
 
 
 @pytest.mark.parametrize("typed, expect", [

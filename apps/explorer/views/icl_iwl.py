@@ -86,17 +86,11 @@ def run_view(run_dir: str, kind: str, mtime: int) -> dict[str, Any]:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def sweep_view(sweep_dir: str, mtime: int) -> dict[str, Any]:
-    """A sweep's grid and the points finished so far (their point.json), as `toy_models.sweep.run_sweep` returns them."""
-    from toy_models.sweep import POINT_FILE, SWEEP_FILE, grid_points, point_name
+    """A sweep's grid and the points finished so far (`toy_models.sweep.collect_sweep`: running, killed or done)."""
+    from toy_models.sweep import collect_sweep, grid_points
 
-    folder = Path(sweep_dir)
-    grid = _json(folder / SWEEP_FILE)["grid"]
-    points = []
-    for p in grid_points(grid):
-        done = folder / "points" / point_name(p) / POINT_FILE
-        if done.is_file():
-            points.append(_json(done))
-    return {"grid": grid, "points": points, "n_points": len(grid_points(grid))}
+    sw = collect_sweep(sweep_dir)
+    return {**sw, "n_points": len(grid_points(sw["grid"]))}
 
 
 def _mtime(folder: Path) -> int:
