@@ -54,7 +54,7 @@ def time_steps(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d", type=int, default=5)
-    ap.add_argument("--n-layers", type=int, default=3)
+    ap.add_argument("--n-layers", type=int, default=5)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-heads", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)

@@ -31,7 +31,7 @@ SHIFT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 class LinRegRunConfig:
     """One linreg run. `model="gpt"` (Garg et al.) or `"lsa"` (ZFB). Zero means the preset default.
 
-    GPT preset (CPU, d = 5): 3 layers, 4 heads, d_model 64, AdamW lr 2e-3 with warm-up and cosine
+    GPT preset (CPU, d = 5): 5 layers, 4 heads, d_model 64, 15000 steps, AdamW lr 2e-3 with warm-up and cosine
     decay, batch 64, prompts of 2d + 2 points, loss on every x position, Garg et al.'s curriculum.
     (Without the curriculum, lr 3e-3 stayed on the predict-0 plateau for 11k steps.)
     LSA preset: N = 20 examples + 1 query, plain gradient descent (SGD, lr 0.01, batch 1000), loss on
@@ -40,11 +40,11 @@ class LinRegRunConfig:
 
     model: str = "gpt"
     d: int = 5
-    steps: int = 20000
+    steps: int = 15000
     n_points: int = 0
     batch_size: int = 0
     lr: float = 0.0
-    n_layers: int = 3
+    n_layers: int = 5
     n_heads: int = 4
     d_model: int = 64
     attn_only: bool = False

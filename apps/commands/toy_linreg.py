@@ -81,10 +81,10 @@ def build_linreg_report(out: Path, result: dict) -> Path:
 def train_linreg(
     model: str = typer.Option("gpt", "--model", help="gpt (Garg et al.) or lsa (Zhang, Frei & Bartlett)."),
     d: int = typer.Option(5, "--d", help="Input dimension (5 is the CPU preset, 20 the GPU preset)."),
-    steps: int = typer.Option(20000, "--steps", help="Optimiser steps (the d = 5 CPU preset: 20000)."),
+    steps: int = typer.Option(15000, "--steps", help="Optimiser steps (the d = 5 CPU preset: 15000)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, result.json, report.html."),
     resume: bool = typer.Option(False, "--resume", help="Continue the killed run in --out (same options)."),
-    n_layers: int = typer.Option(3, "--n-layers"),
+    n_layers: int = typer.Option(5, "--n-layers"),
     n_heads: int = typer.Option(4, "--n-heads"),
     d_model: int = typer.Option(64, "--d-model"),
     n_points: int = typer.Option(0, "--n-points", help="Points per prompt (0: 2d+2 for gpt, 21 for lsa)."),
