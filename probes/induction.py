@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +76,8 @@ class HeadScores:
     def from_samples(cls, samples: torch.Tensor) -> HeadScores:
         """`samples`: [prompt, layer, head]; prompts without a defined score are NaN and skipped."""
         a = samples.double().numpy()
-        with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
-            __import__("warnings").simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings():  # an all-NaN head (no scorable position) stays NaN, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(a, 0), np.nanstd(a, 0)
         return cls(mean.tolist(), std.tolist())
 

