@@ -6,15 +6,7 @@ import json
 
 import pytest
 
-from apps.cli import main
-
-
-def _run(argv):
-    try:
-        main(argv)
-    except SystemExit as e:
-        return e.code
-    return 0
+from cli_helpers import run_cli as _run
 
 
 def test_attribution_report_writes_result_and_html(tmp_path):

@@ -7,14 +7,7 @@ import json
 
 import pytest
 
-from apps.cli import main
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-        raise SystemExit(0)
-    return e.value.code, capsys.readouterr()
+from cli_helpers import run_cli_captured as run
 
 
 def test_icl_classification_cli_writes_result_and_report(tmp_path, capsys):

@@ -6,18 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli import main
+from cli_helpers import run_cli
 
 LSA = ["train", "linreg", "--model", "lsa", "--d", "3", "--steps", "60", "--batch-size", "200", "--lr", "0.03",
        "--checkpoint-every", "20", "--eval-prompts", "50", "--device", "cpu"]
-
-
-def run_cli(argv):
-    try:
-        main(argv)
-    except SystemExit as e:
-        return e.code
-    return 0
 
 
 def _digest(folder: Path) -> dict[str, str]:
