@@ -101,6 +101,22 @@ def remembered(key: str, default: Any, scope: str) -> str:
     return wkey
 
 
+def folder_box(root: Path, key: str, scope: str, *, label: str, placeholder: str, missing_root: str) -> Path:
+    """A remembered text box for a folder inside `root`; returns it, checked.
+
+    Raises IclensError when `root` does not exist (`missing_root` says what to run),
+    when the typed path leaves `root` (`safe_path`), or when it is not a folder.
+    """
+    typed = st.text_input(label, key=remembered(key, "", scope), placeholder=placeholder)
+    st.session_state[key] = typed
+    if not root.is_dir():
+        raise IclensError(f"the folder {root} does not exist: {missing_root}")
+    folder = safe_path(root, typed)
+    if not folder.is_dir():
+        raise IclensError(f"{folder} is not a folder: type a folder inside {root}.")
+    return folder
+
+
 def prompt_box(scope: str, label: str = "Prompt") -> str:
     """The shared prompt (the same text on every page)."""
     wkey = remembered("prompt", DEFAULT_PROMPT, scope)

@@ -94,15 +94,10 @@ def text_transitions(name: str, device: str, text: str, _model) -> dict[str, Any
 tab_run, tab_text = st.tabs(["A probe run", "Your text"])
 
 with tab_run, state.guard():
-    typed = st.text_input("Folder (inside the output folder)", key=state.remembered("ft_sub", "", "ft"),
-                          placeholder="e.g. function_tokens")
-    st.session_state["ft_sub"] = typed
-    if not root.is_dir():
-        raise IclensError(f"the output folder {root} does not exist: run `iclens probe function-tokens --out {root}/NAME` "
-                          "or start the explorer with --out-dir pointing at your results.")
-    folder = state.safe_path(root, typed)
-    if not folder.is_dir():
-        raise IclensError(f"{folder} is not a folder: type a folder inside {root}.")
+    folder = state.folder_box(root, "ft_sub", "ft", label="Folder (inside the output folder)",
+                              placeholder="e.g. function_tokens",
+                              missing_root=f"run `iclens probe function-tokens --out {root}/NAME` or start the "
+                                           "explorer with --out-dir pointing at your results.")
     runs = find_ft_runs(folder, root)
     if not runs:
         raise IclensError(f"no function-tokens result under {folder}: run `iclens probe function-tokens --corpus FILE "

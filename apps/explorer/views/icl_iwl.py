@@ -182,15 +182,9 @@ def show_sweep(sw: dict[str, Any]) -> None:
 
 
 with state.guard():
-    typed = st.text_input("Folder (inside the runs folder)", key=state.remembered("icl_sub", "", "icl"),
-                          placeholder="e.g. icl")
-    st.session_state["icl_sub"] = typed
-    if not root.is_dir():
-        raise IclensError(f"the runs folder {root} does not exist: run `iclens train icl-classification --out {root}/NAME` "
-                          "or start the explorer with --runs-dir pointing at your runs.")
-    folder = state.safe_path(root, typed)
-    if not folder.is_dir():
-        raise IclensError(f"{folder} is not a folder: type a folder inside {root}.")
+    folder = state.folder_box(root, "icl_sub", "icl", label="Folder (inside the runs folder)", placeholder="e.g. icl",
+                              missing_root=f"run `iclens train icl-classification --out {root}/NAME` or start the "
+                                           "explorer with --runs-dir pointing at your runs.")
     runs = find_icl_runs(folder, root)
     if not runs:
         raise IclensError(f"no icl-classification, pos-forgetting or sweep runs under {folder}: run e.g. "

@@ -32,15 +32,10 @@ def find_results(folder: Path, base: Path) -> dict[str, dict[str, Path]]:
 
 
 with state.guard():
-    typed = st.text_input("Folder (inside the output folder)", key=state.remembered("reports_sub", "", "reports"),
-                          placeholder="e.g. induction")
-    st.session_state["reports_sub"] = typed
-    if not root.is_dir():
-        raise IclensError(f"the output folder {root} does not exist: run a command with --out {root}/NAME "
-                          "or start the explorer with --out-dir pointing at your results.")
-    folder = state.safe_path(root, typed)
-    if not folder.is_dir():
-        raise IclensError(f"{folder} is not a folder: type a folder inside {root}.")
+    folder = state.folder_box(root, "reports_sub", "reports", label="Folder (inside the output folder)",
+                              placeholder="e.g. induction",
+                              missing_root=f"run a command with --out {root}/NAME or start the explorer with "
+                                           "--out-dir pointing at your results.")
     found = find_results(folder, root)
     if not found:
         raise IclensError(f"no result.json or report.html under {folder}: run e.g. "
