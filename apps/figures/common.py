@@ -18,7 +18,7 @@ def layer_head_heatmap(values, title: str, *, colorscale: str = "Blues", zmid: f
         colorbar={"title": zlabel}, hovertemplate="layer %{y}, head %{x}<br>" + zlabel + " %{z:.3f}<extra></extra>",
     ))
     fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer", yaxis_autorange="reversed",
-                      height=max(260, 22 * n_layers + 120), width=max(360, 40 * n_heads + 220), margin={"t": 50})
+                      height=max(260, 22 * n_layers + 120), width=max(560, 40 * n_heads + 220), margin={"t": 50})
     return fig
 
 

@@ -31,7 +31,8 @@ def loss_curve(res) -> go.Figure:
     x = list(range(1, len(res.loss_by_position) + 1))
     fig = curves(x, {"loss": res.loss_by_position}, "Loss by position on repeated random tokens",
                  xlabel="position of the predicted token", ylabel="loss (nats)", bands={"loss": res.loss_by_position_std})
-    half = res.config.seq_len + (1 if len(res.loss_by_position) > 2 * res.config.seq_len else 0)
+    # x is the index of the predicted token; with a BOS the second copy starts at seq_len + 1.
+    half = res.config.seq_len + (1 if len(res.loss_by_position) >= 2 * res.config.seq_len else 0)
     fig.add_vline(x=half, line_dash="dash", annotation_text="second copy starts")
     return fig
 
