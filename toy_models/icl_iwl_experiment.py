@@ -43,18 +43,13 @@ EVAL_SETS = ("icl", "flip", "iwl")
 
 
 @dataclass(kw_only=True)
-class ICLRunConfig:
-    """One classification run. CPU preset: Adam lr 1e-3, batch 128, 20k steps, K = 512, B = 4, eps = 0.1."""
+class ICLRunConfig(ClassificationConfig):
+    """One classification run: the task's knobs (inherited, one set of defaults) plus model and training.
 
-    n_classes: int = 512
-    n_labels: int = 32
-    dim: int = 63
-    n_items: int = 8
-    burstiness: int = 4
-    p_bursty: float = 1.0
-    zipf_alpha: float = 0.0
-    p_novel: float = 0.0
-    eps: float = 0.1
+    CPU preset: Adam lr 1e-3, batch 128, 20k steps, K = 512, B = 4, eps = 0.1. Flat, so a sweep
+    names any field directly.
+    """
+
     d_model: int = 128
     mlp_hidden: int = 128
     steps: int = 20000
@@ -63,7 +58,6 @@ class ICLRunConfig:
     eval_every: int = 0
     eval_size: int = 512
     checkpoint_every: int = 1000
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -72,12 +66,11 @@ class ICLRunConfig:
             raise IclensError(f"eval_size must be >= 16 (got {self.eval_size}).")
         if self.eval_every == 0:
             self.eval_every = max(1, self.steps // 50)
-        self.task_config()  # validates the task knobs
+        super().__post_init__()  # validates the task knobs
         ClassifierConfig(d_model=self.d_model, mlp_hidden=self.mlp_hidden)
 
     def task_config(self) -> ClassificationConfig:
-        names = {f.name for f in fields(ClassificationConfig)} - {"seed", "pos_dim"}
-        return ClassificationConfig(**{n: getattr(self, n) for n in names}, seed=self.seed)
+        return ClassificationConfig(**{f.name: getattr(self, f.name) for f in fields(ClassificationConfig)})
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, optimizer="adamw",
