@@ -63,7 +63,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = LinRegRunConfig(model="gpt", d=args.d, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model)
+    cfg = LinRegRunConfig(model="gpt", d=args.d, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
+                          attn_only=False)  # GPT2Model has MLPs: compare the full block
     ours = build_model(cfg)
     ref = GPT2Regressor(args.d, cfg.n_points, args.n_layers, args.n_heads, args.d_model)
     n_ours = sum(p.numel() for p in ours.parameters())
