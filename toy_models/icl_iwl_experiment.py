@@ -20,7 +20,8 @@ labels (the plateau at about B / N accuracy), then b and a grow together and the
 least squares to the measured ICL loss, either on the whole run or only on the steps before the
 transition, and the model's own transition step is the predicted plateau length.
 
-Deviation from the paper: Adam (lr 1e-3) instead of SGD, so the CPU preset finishes in ~20k steps.
+Deviation from the paper: Adam (lr 1e-3) instead of SGD, so the CPU preset (K = 4096, 12k steps, about 6 min on
+one core) passes its transition; with K = 512 the same budget ends before any transition (ICL 0.28, IWL 0.58 at 20k).
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ EVAL_SETS = ("icl", "flip", "iwl")
 class ICLRunConfig(ClassificationConfig):
     """One classification run: the task's knobs (inherited, one set of defaults) plus model and training.
 
-    CPU preset: Adam lr 1e-3, batch 128, 20k steps, K = 512, B = 4, eps = 0.1. Flat, so a sweep
-    names any field directly.
+    CPU preset: Adam lr 1e-3, batch 128, 12k steps, K = 4096, B = 4, eps = 0.1 (K large enough that ICL wins
+    within the budget). Flat, so a sweep names any field directly.
     """
 
+    n_classes: int = 4096
     d_model: int = 128
     mlp_hidden: int = 128
-    steps: int = 20000
+    steps: int = 12000
     batch_size: int = 128
     lr: float = 1e-3
     eval_every: int = 0

@@ -38,7 +38,7 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
         outs.append(out)
     r = json.loads((outs[1] / "result.json").read_text())
     assert [e["step"] for e in r["events"]] == [5, 10]
-    assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout"}
+    assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like"}
     rep = tmp_path / "cmp"
     code, cap = run(["report", "forgetting", "--run", str(outs[0]), "--run", str(outs[1]), "--out", str(rep)], capsys)
     assert code == 0, cap.err
@@ -48,13 +48,15 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
 
 def test_sweep_cli(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["sweep", "--out", str(out), "--K", "16,32", "--B", "2", "--eps", "0", "--steps", "6",
+    args = ["sweep", "--out", str(out), "--K", "16,32", "--B", "1,2", "--eps", "0", "--steps", "6",
             "--batch-size", "8", "--eval-size", "16", "--device", "cpu"]
     code, cap = run(args, capsys)
     assert code == 0, cap.err
     r = json.loads((out / "result.json").read_text())
-    assert [p["n_classes"] for p in r["points"]] == [16, 32]
-    assert "phase diagram" in (out / "report.html").read_text()
+    assert [(p["n_classes"], p["burstiness"]) for p in r["points"]] == [(16, 1), (16, 2), (32, 1), (32, 2)]
+    html = (out / "report.html").read_text()
+    assert "Phase diagram (burstiness = 1, zipf_alpha = 0.0)" in html  # one K x eps diagram per value of B
+    assert "Phase diagram (burstiness = 2, zipf_alpha = 0.0)" in html
     code, cap = run(args, capsys)  # a rerun reads the finished points back
     assert code == 0 and json.loads((out / "result.json").read_text())["points"] == r["points"]
 
