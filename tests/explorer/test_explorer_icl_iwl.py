@@ -112,26 +112,29 @@ def test_unfinished_run_shows_the_same_curves_from_its_checkpoint(app, runs):
     pos = json.loads((runs / "pos" / "result.json").read_text())  # a forgetting run, the same way
     (runs / "pos" / "result.json").unlink()
     pick(app, "pos")
-    heldout = by_title(app)["POS task: active schedule"]["data"][-1]
-    np.testing.assert_allclose(array(heldout["y"]), [e["heldout"] for e in pos["evals"]])
+    from toy_models.forgetting import POS_CURVES
+
+    traces = by_title(app)["POS task: active schedule"]["data"]
+    for kind in ("heldout", "heldout_like"):
+        np.testing.assert_allclose(array(traces[POS_CURVES.index(kind)]["y"]), [e[kind] for e in pos["evals"]])
     table = frame_with(app, "eval set").set_index("eval set")
     assert table.loc["heldout", "peak"] == pytest.approx(pos["summary"]["heldout"]["peak"])
     assert any(f"reset at steps {[e['step'] for e in pos['events']]}" in c.value for c in app.caption)
 
 
 def test_forgetting_run_and_sweep_equal_result(app, runs):
-    from toy_models.tasks.pos import POS_EVAL_KINDS
+    from toy_models.forgetting import POS_CURVES
 
     app.switch_page(PAGE).run()
     pick(app, "pos")
     res = json.loads((runs / "pos" / "result.json").read_text())
     fig = by_title(app)["POS task: active schedule"]
-    assert len(fig["data"]) == len(POS_EVAL_KINDS)  # one panel per eval set
-    for trace, kind in zip(fig["data"], POS_EVAL_KINDS):
+    assert len(fig["data"]) == len(POS_CURVES)  # one panel per eval set
+    for trace, kind in zip(fig["data"], POS_CURVES):
         assert list(array(trace["x"])) == [e["step"] for e in res["evals"]]
         np.testing.assert_allclose(array(trace["y"]), [e[kind] for e in res["evals"]])
     table = frame_with(app, "eval set").set_index("eval set")
-    for kind in POS_EVAL_KINDS:
+    for kind in POS_CURVES:
         assert table.loc[kind, "final"] == pytest.approx(res["summary"][kind]["final"])
     assert any(f"reset at steps {[e['step'] for e in res['events']]}" in c.value for c in app.caption)
     # another forgetting run (a copy) on the same axes: one line per run in every panel
@@ -141,9 +144,9 @@ def test_forgetting_run_and_sweep_equal_result(app, runs):
     assert errors(app) == []
     both = by_title(app)["POS task: forgetting schedules compared"]["data"]
     assert sorted({t["name"] for t in both}) == ["active (pos)", "active (pos_copy)"]
-    assert len(both) == 2 * len(POS_EVAL_KINDS)
+    assert len(both) == 2 * len(POS_CURVES)
     for i, trace in enumerate(both):  # run by run, eval set by eval set
-        kind = POS_EVAL_KINDS[i % len(POS_EVAL_KINDS)]
+        kind = POS_CURVES[i % len(POS_CURVES)]
         np.testing.assert_allclose(array(trace["y"]), [e[kind] for e in res["evals"]])
 
     pick(app, "sweep")

@@ -184,6 +184,22 @@ def test_fresh_embeddings_restores_rows():
     assert torch.equal(model.embed.W_E.detach(), W)
 
 
+def test_fresh_embeddings_like_draws_the_reference_gaussian():
+    """like=rows: new rows follow the mean and covariance of the reference rows (checked on 20k draws)."""
+    model = ToyTransformer(ToyConfig(n_layers=1, n_heads=1, d_model=4, n_ctx=SEQ_LEN, d_vocab=20_100, d_out=2), seed=0)
+    ref = torch.randn(100, 4) @ torch.tensor([[2.0, 0, 0, 0], [1.0, 0.5, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 0.1]]) + 3.0
+    with torch.no_grad():
+        model.embed.W_E[:100] = ref
+    with fresh_embeddings(model, range(100, 20_100), like=range(100), seed=1):
+        new = model.embed.W_E.detach()[100:].double()
+        assert torch.allclose(new.mean(0), ref.double().mean(0), atol=0.05)
+        assert torch.allclose(torch.cov(new.T), torch.cov(ref.double().T), atol=0.08)
+    assert torch.equal(model.embed.W_E.detach()[:100], ref)
+    with pytest.raises(IclensError, match="exactly one"):
+        with fresh_embeddings(model, range(100, 110), std=0.1, like=range(100)):
+            pass
+
+
 def test_forgetting_summary_verdicts():
     rise_fall = [{"step": s, "heldout": h, "switched": 0.2, "switched_tail": 0.9}
                  for s, h in ((1, 0.5), (2, 0.95), (3, 0.6))]

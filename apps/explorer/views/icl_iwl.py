@@ -136,11 +136,12 @@ def _schedule(run: dict[str, Any]) -> str:
 
 def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, Any]]) -> None:
     """One pos-forgetting run (accuracy per eval set, summary, verdicts); `others` drawn on the same axes."""
-    from toy_models.tasks.pos import POS_EVAL_KINDS
+    from toy_models.forgetting import POS_CURVES
 
     evals, summary = run["evals"], run.get("summary") or {}
     if not evals:
         raise IclensError("this run has no evaluation yet: wait for its first evaluation step and reload.")
+    curves = [k for k in POS_CURVES if k in evals[0]]  # runs from before "heldout_like" lack it
     schedule = _schedule(run)
     resets = [e["step"] for e in run.get("events", [])]
     st.caption(f"schedule **{schedule}**" + (f"; embeddings reset at steps {resets}" if resets else ""))
@@ -149,10 +150,10 @@ def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, 
         title = "POS task: forgetting schedules compared"
     else:
         series, title = {schedule: evals}, f"POS task: {schedule} schedule"
-    st.plotly_chart(fig.forgetting_curves(series, POS_EVAL_KINDS, title), key="pos_curves")
+    st.plotly_chart(fig.forgetting_curves(series, curves, title), key="pos_curves")
     if run.get("losses"):
         st.plotly_chart(loss_figure(run["losses"]), key="pos_loss")
-    kinds = [k for k in POS_EVAL_KINDS if k in summary]
+    kinds = [k for k in curves if k in summary]
     st.dataframe({"eval set": kinds, "final": [summary[k]["final"] for k in kinds],
                   "peak": [summary[k]["peak"] for k in kinds], "peak step": [summary[k]["peak_step"] for k in kinds],
                   "drop": [summary[k]["drop"] for k in kinds]}, hide_index=True, key="pos_summary")
