@@ -41,14 +41,18 @@ POS_CURVES = (*POS_EVAL_KINDS, "heldout_like")  # what every POS evaluation reco
 
 @dataclass(kw_only=True)
 class ForgettingConfig:
-    """Which schedule, its period k, the stop step `until` (temporary only), what is reset and how."""
+    """Which schedule, its period k, the stop step `until` (temporary only), what is reset and how.
+
+    std: scale of the fresh N(0, std) draws; 0 re-initialises as the model was initialised (its embed_std
+    for a token embedding, its init_std otherwise).
+    """
 
     schedule: str = "none"
     k: int = 1000
     until: int = 0
     reset_optimizer_state: bool = False
     names: tuple[str, ...] = ()
-    std: float = 0.02
+    std: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -58,8 +62,8 @@ class ForgettingConfig:
             raise IclensError(f"forgetting period k must be >= 1 (got {self.k}).")
         if self.schedule == "temporary" and self.until <= self.k:
             raise IclensError(f"temporary forgetting needs --until T > k (got T={self.until}, k={self.k}).")
-        if self.std <= 0:
-            raise IclensError(f"re-initialisation std must be > 0 (got {self.std}).")
+        if self.std < 0:
+            raise IclensError(f"re-initialisation std must be >= 0 (got {self.std}; 0 = the model's init scale).")
         self.names = tuple(self.names)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,8 +92,16 @@ def make_schedule(cfg: ForgettingConfig, model: nn.Module) -> Schedule | None:
         return None
     names = list(cfg.names) or embedding_names(model)
     until = cfg.until if cfg.schedule == "temporary" else None
-    return EveryK(names, cfg.k, until=until, seed=cfg.seed, std=cfg.std,
-                  reset_optimizer_state=cfg.reset_optimizer_state)
+    std = cfg.std or init_scale(model, names[0])
+    return EveryK(names, cfg.k, until=until, seed=cfg.seed, std=std, reset_optimizer_state=cfg.reset_optimizer_state)
+
+
+def init_scale(model: nn.Module, name: str) -> float:
+    """The N(0, std) scale a toy model drew parameter `name` from at initialisation (0.02 for other models)."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "init_std"):
+        return 0.02
+    return cfg.embed_std if name == "embed.W_E" else cfg.init_std
 
 
 # -- the POS forgetting experiment -----------------------------------------------------------------
@@ -104,6 +116,7 @@ class POSRunConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_model: int = 64
+    embed_std: float = 0.1
     steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3
@@ -113,8 +126,8 @@ class POSRunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or self.eval_size < 16:
-            raise IclensError("steps, batch_size >= 1, lr > 0 and eval_size >= 16 are required.")
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or self.eval_size < 16 or not self.embed_std > 0:
+            raise IclensError("steps, batch_size >= 1, lr > 0, embed_std > 0 and eval_size >= 16 are required.")
         if self.eval_every == 0:
             self.eval_every = max(1, self.steps // 40)
         self.task_config()
@@ -125,7 +138,7 @@ class POSRunConfig:
 
     def model_config(self) -> ToyConfig:
         return ToyConfig(n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model, n_ctx=SEQ_LEN,
-                         d_vocab=self.task_config().d_vocab, d_out=2)
+                         d_vocab=self.task_config().d_vocab, d_out=2, embed_std=self.embed_std)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,7 +178,7 @@ def run_pos_forgetting(cfg: POSRunConfig, fcfg: ForgettingConfig, out: str | Pat
     run_config = {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()}
     res = train(model, task, tcfg, run_dir=out, run_config=run_config, resume=resume,
                 schedule=make_schedule(fcfg, model), progress=progress, device=device,
-                eval_fn=make_pos_eval_fn(task, cfg.eval_size, std=model.cfg.init_std, seed=20_000 + cfg.seed))
+                eval_fn=make_pos_eval_fn(task, cfg.eval_size, std=model.cfg.embed_std, seed=20_000 + cfg.seed))
     return model, task, res
 
 

@@ -43,7 +43,9 @@ class ToyConfig:
     Set `d_in` for continuous inputs (a linear read-in) or `d_vocab` for token ids
     (an embedding `embed.W_E`, the thing forgetting schedules re-initialise).
     `positional="none"` drops the learned positions; `normalization="none"` drops
-    every LayerNorm (the minimal networks of Reddy 2023 use none).
+    every LayerNorm (the minimal networks of Reddy 2023 use none). `embed_std` is the
+    initial scale of the token embedding (0: init_std); under pre-LN it sets how much a
+    fresh token weighs against its position.
     """
 
     n_layers: int = 4
@@ -60,6 +62,7 @@ class ToyConfig:
     normalization: str = "ln"
     d_readout_hidden: int = 0
     init_std: float = 0.02
+    embed_std: float = 0.0
     causal: bool = True
 
     def __post_init__(self) -> None:
@@ -76,8 +79,11 @@ class ToyConfig:
             raise IclensError(f"ToyConfig.positional must be 'learned' or 'none' (got {self.positional!r}).")
         if self.normalization not in ("ln", "none"):
             raise IclensError(f"ToyConfig.normalization must be 'ln' or 'none' (got {self.normalization!r}).")
-        if self.init_std <= 0:
-            raise IclensError(f"ToyConfig.init_std must be > 0 (got {self.init_std}).")
+        if self.init_std <= 0 or self.embed_std < 0:
+            raise IclensError(f"ToyConfig.init_std must be > 0 and embed_std >= 0 (got {self.init_std}, "
+                              f"{self.embed_std}).")
+        if self.embed_std == 0:
+            self.embed_std = self.init_std
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,7 +257,8 @@ class ToyTransformer(HookedRootModule):
         self.setup()
 
     def init_weights(self, seed: int | None = None) -> None:
-        """GPT-2 initialisation: N(0, init_std) weights, output projections scaled by 1/sqrt(2 n_layers)."""
+        """GPT-2 initialisation: N(0, init_std) weights (token embedding N(0, embed_std)), output projections scaled
+        by 1/sqrt(2 n_layers)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         std = self.cfg.init_std
         with torch.no_grad():
@@ -263,6 +270,7 @@ class ToyTransformer(HookedRootModule):
                     p.zero_()
                 else:
                     s = std / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("W_O", "W_out")) else std
+                    s = self.cfg.embed_std if name == "embed.W_E" else s
                     p.copy_(torch.randn(p.shape, generator=gen) * s)
 
     def forward(self, inputs: torch.Tensor, *, stop_at_layer: int | None = None) -> torch.Tensor:

@@ -152,19 +152,24 @@ def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Pat
     return write_report(out / "report.html", title, sections, facts)
 
 
+POS = POSRunConfig()  # the CPU preset: the options' defaults
+
+
 @train_app.command("pos-forgetting")
 def train_pos_forgetting(
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, result.json, report.html."),
     schedule: str = SCHEDULE_OPT, forget_every: int = K_OPT, forget_until: int = UNTIL_OPT,
     reset_optimizer: bool = RESET_OPT,
-    n_words: int = typer.Option(2000, "--n-words", help="Training vocabulary (half nouns, half adjectives)."),
-    zipf_alpha: float = typer.Option(1.5, "--alpha", help="Zipf exponent of word frequencies."),
-    p_ambiguous: float = typer.Option(0.05, "--p-ambiguous", help="Fraction of words that take either role."),
-    n_layers: int = typer.Option(2, "--n-layers"),
-    d_model: int = typer.Option(64, "--d-model"),
-    steps: int = typer.Option(3000, "--steps"),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    n_words: int = typer.Option(POS.n_words, "--n-words", help="Training vocabulary (half nouns, half adjectives)."),
+    zipf_alpha: float = typer.Option(POS.zipf_alpha, "--alpha", help="Zipf exponent of word frequencies."),
+    p_ambiguous: float = typer.Option(POS.p_ambiguous, "--p-ambiguous", help="Fraction of words that take either role."),
+    n_layers: int = typer.Option(POS.n_layers, "--n-layers"),
+    d_model: int = typer.Option(POS.d_model, "--d-model"),
+    embed_std: float = typer.Option(POS.embed_std, "--embed-std",
+                                    help="Initial (and re-initialisation) scale of the token embeddings."),
+    steps: int = typer.Option(POS.steps, "--steps"),
+    batch_size: int = typer.Option(POS.batch_size, "--batch-size"),
+    lr: float = typer.Option(POS.lr, "--lr"),
     eval_every: int = typer.Option(0, "--eval-every", help="0: steps / 40."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every"),
     resume: bool = typer.Option(False, "--resume"),
@@ -173,7 +178,7 @@ def train_pos_forgetting(
 ) -> None:
     """Train on the synthetic part-of-speech task under a forgetting schedule; result.json + report.html in --out."""
     cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, n_layers=n_layers,
-                       d_model=d_model, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                       d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                        checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)

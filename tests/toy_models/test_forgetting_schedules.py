@@ -66,6 +66,19 @@ def test_resets_exactly_the_named_parameters_at_exactly_the_named_steps(schedule
         assert vals["embed.W_E"].std().item() == pytest.approx(0.02, rel=0.3)
 
 
+def test_resets_redraw_at_the_models_embedding_scale_unless_told():
+    """std = 0 (default) re-initialises as the model was initialised (embed_std); an explicit std wins."""
+    task = POSTask(POSConfig(n_words=20, n_heldout=5, tail_from=0.4))
+    model = ToyTransformer(ToyConfig(n_layers=1, n_heads=2, d_model=8, n_ctx=SEQ_LEN, d_vocab=task.cfg.d_vocab,
+                                     d_out=2, embed_std=0.5), seed=0)
+    assert model.embed.W_E.std().item() == pytest.approx(0.5, rel=0.3)
+    assert model.blocks[0].attn.W_Q.std().item() == pytest.approx(0.02, rel=0.3)
+    for std, expected in ((0.0, 0.5), (0.05, 0.05)):
+        sched = make_schedule(ForgettingConfig(schedule="active", k=1, std=std), model)
+        sched(1, model, torch.optim.SGD(model.parameters(), lr=0.1))
+        assert model.embed.W_E.std().item() == pytest.approx(expected, rel=0.3)
+
+
 def test_reset_values_depend_only_on_seed_and_step():
     fcfg = ForgettingConfig(schedule="active", k=5)
     a, _ = _run(fcfg, lr=1e-2)
