@@ -64,7 +64,8 @@ def run_sweep(base: ICLRunConfig, grid: dict[str, list], out: str | Path, *, dev
     """
     out = Path(out)
     points = grid_points(grid)
-    conf = {"base": base.to_dict(), "grid": to_jsonable(grid)}
+    # the grid overrides the base's value of every swept field, so only the other fields identify the sweep
+    conf = {"base": {k: v for k, v in base.to_dict().items() if k not in grid}, "grid": to_jsonable(grid)}
     sweep_file = out / SWEEP_FILE
     if sweep_file.exists():
         try:

@@ -4,6 +4,7 @@ point from its checkpoint); a different sweep in the same folder is refused; pha
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -55,6 +56,11 @@ def test_other_sweep_in_same_folder_refused(tmp_path):
     run_sweep(BASE, {"eps": [0.0]}, tmp_path, runner=fake, progress=False)
     with pytest.raises(IclensError, match="different sweep"):
         run_sweep(BASE, {"eps": [0.1]}, tmp_path, runner=fake, progress=False)
+    with pytest.raises(IclensError, match="different sweep"):  # an unswept base field differs
+        run_sweep(replace(BASE, steps=21), {"eps": [0.0]}, tmp_path, runner=fake, progress=False)
+    # a swept field's base value is overridden by the grid: not a different sweep
+    again = run_sweep(replace(BASE, eps=0.3), {"eps": [0.0]}, tmp_path, runner=fake, progress=False)
+    assert again["points"] == [{"eps": 0.0, "icl_acc": 0.5, "iwl_acc": 0.5}]
     assert collect_sweep(tmp_path)["complete"]
     with pytest.raises(IclensError, match="not a sweep folder"):
         collect_sweep(tmp_path / "nope")
