@@ -107,7 +107,13 @@ def init_scale(model: nn.Module, name: str) -> float:
 # -- the POS forgetting experiment -----------------------------------------------------------------
 @dataclass(kw_only=True)
 class POSRunConfig:
-    """CPU preset: 2000 words (Zipf 1.5), 2 layers x 4 heads, d_model 64, AdamW lr 1e-3, batch 128, 3000 steps."""
+    """CPU preset: 2000 words (Zipf 1.5, 5 % ambiguous), 2 layers x 4 heads, d_model 64, token embeddings drawn at
+    std 0.1 (positions and other weights at 0.02), AdamW lr 1e-3, batch 128, 8000 steps (about 8 min on one core).
+
+    The embedding scale matters: at 0.02 a fresh token weighs no more than its position after the pre-LN, and
+    the structural strategy never formed (held-out accuracy <= 0.7 under every schedule); at 0.1 active
+    forgetting drives it to 0.99.
+    """
 
     n_words: int = 2000
     n_heldout: int = 100
@@ -117,7 +123,7 @@ class POSRunConfig:
     n_heads: int = 4
     d_model: int = 64
     embed_std: float = 0.1
-    steps: int = 3000
+    steps: int = 8000
     batch_size: int = 128
     lr: float = 1e-3
     eval_every: int = 0
