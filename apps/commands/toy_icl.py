@@ -269,14 +269,16 @@ def sweep(
         res = run_sweep(base, grid, out, device=str(dev))
     res.setdefault("base", base.to_dict())
     write_json(out / "result.json", {**res, "versions": versions()})
-    others = [k for k in grid if k not in ("n_classes", "eps")]
+    # axes: the first two fields swept over several values (K x eps by default); one diagram per value of the rest
+    multi = [k for k in grid if len(grid[k]) > 1] + [k for k in grid if len(grid[k]) == 1]
+    x, y, others = multi[0], multi[1], multi[2:]
     sections = []
-    for combo in itertools.product(*(grid[k] for k in others)):  # one K x eps diagram per value of B, alpha
+    for combo in itertools.product(*(grid[k] for k in others)):
         fixed = dict(zip(others, combo))
-        tables = [phase_table(res, "n_classes", "eps", m, **fixed) for m in ("icl_acc", "iwl_acc")]
+        tables = [phase_table(res, x, y, m, **fixed) for m in ("icl_acc", "iwl_acc")]
         label = ", ".join(f"{k} = {v}" for k, v in fixed.items())
         sections.append(Section(f"Phase diagram ({label})", "Final accuracy on novel classes (ICL) and with the query "
-                                f"class absent (IWL) over K x eps at {label}, {res['base']['steps']} steps per point.",
+                                f"class absent (IWL) over {x} x {y} at {label}, {res['base']['steps']} steps per point.",
                                 [fig.phase_diagram(tables, f"ICL vs IWL ({label})")]))
     sections.append(Section("Points", "", [json_block(res["points"])]))
     write_report(out / "report.html", "ICL / IWL phase diagram", sections,

@@ -48,15 +48,17 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
 
 def test_sweep_cli(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["sweep", "--out", str(out), "--K", "16,32", "--B", "1,2", "--eps", "0", "--steps", "6",
+    args = ["sweep", "--out", str(out), "--K", "16,32", "--B", "1,2", "--eps", "0,0.4", "--steps", "6",
             "--batch-size", "8", "--eval-size", "16", "--device", "cpu"]
     code, cap = run(args, capsys)
     assert code == 0, cap.err
     r = json.loads((out / "result.json").read_text())
-    assert [(p["n_classes"], p["burstiness"]) for p in r["points"]] == [(16, 1), (16, 2), (32, 1), (32, 2)]
+    assert [(p["n_classes"], p["burstiness"], p["eps"]) for p in r["points"]][:3] == [(16, 1, 0), (16, 1, 0.4), (16, 2, 0)]
+    assert len(r["points"]) == 8
     html = (out / "report.html").read_text()
-    assert "Phase diagram (burstiness = 1, zipf_alpha = 0.0)" in html  # one K x eps diagram per value of B
-    assert "Phase diagram (burstiness = 2, zipf_alpha = 0.0)" in html
+    assert "over n_classes x burstiness" in html  # axes: the first two fields swept over several values
+    assert "Phase diagram (eps = 0.0, zipf_alpha = 0.0)" in html  # one diagram per value of the others
+    assert "Phase diagram (eps = 0.4, zipf_alpha = 0.0)" in html
     code, cap = run(args, capsys)  # a rerun reads the finished points back
     assert code == 0 and json.loads((out / "result.json").read_text())["points"] == r["points"]
 
