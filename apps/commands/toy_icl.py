@@ -235,11 +235,11 @@ def _floats(text: str, name: str) -> list:
 @app.command("sweep")
 def sweep(
     out: Path = typer.Option(..., "--out", help="Sweep folder; rerun the same command to continue a killed sweep."),
-    ks: str = typer.Option("32,256,1024", "--K", help="Comma-separated numbers of classes."),
+    ks: str = typer.Option("32,256,2048,8192", "--K", help="Comma-separated numbers of classes."),
     bs: str = typer.Option("4", "--B", help="Comma-separated burstiness values."),
-    epss: str = typer.Option("0,0.4", "--eps", help="Comma-separated within-class noise values."),
+    epss: str = typer.Option("0.1,0.75", "--eps", help="Comma-separated within-class noise values."),
     alphas: str = typer.Option("0", "--alpha", help="Comma-separated Zipf exponents."),
-    steps: int = typer.Option(2000, "--steps", help="Steps per point."),
+    steps: int = typer.Option(5000, "--steps", help="Steps per point (5000: ~3 min a point on one core)."),
     batch_size: int = typer.Option(128, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr"),
     eval_size: int = typer.Option(256, "--eval-size"),
