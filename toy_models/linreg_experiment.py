@@ -32,20 +32,21 @@ class LinRegRunConfig:
     """One linreg run. `model="gpt"` (Garg et al.) or `"lsa"` (ZFB). Zero means the preset default.
 
     GPT preset (CPU, d = 5): 5 attention-only layers (GPT-2 pre-LN blocks without the MLP), 4 heads, d_model 64,
-    15000 steps, AdamW lr 2e-3 with warm-up and cosine decay, batch 128, prompts of 2d + 2 points, loss on every
-    x position, Garg et al.'s curriculum. On one CPU thread this takes ~10 min and lands within 0.072 of least
-    squares at every k (worst at k = d); batch 64 for 28000 steps (same time) reached 0.079. Why attention-only:
-    the MLPs cost half of each step and the regression solver is built from attention; with MLPs the same 5 x 64
-    model managed ~15k steps of batch 64 in 15 min and stayed 0.4 above least squares at k >= d. (Without the
-    curriculum, lr 3e-3 stayed on the predict-0 plateau for 11k steps; at batch 64, lr 4e-3 with it stalled at
-    ~0.9 for 6k steps and lr 1e-3 learned like 2e-3.)
+    19000 steps, AdamW lr 2e-3 with warm-up and cosine decay, batch 128, prompts of 2d + 2 points, loss on every
+    x position, Garg et al.'s curriculum. On one CPU thread this takes ~13 min and lands within 0.064 (seed 0) and
+    0.079 (seed 1) of least squares at every k, worst at k = d. 15000 steps take 10 min but are seed-sensitive
+    (seed 0: 0.072, seed 1: 0.117, its plateau escape came ~2k steps later); batch 64 x 28000 steps, seed 0: 0.079.
+    Why attention-only: the MLPs cost half of each step and the regression solver is built from attention; with
+    MLPs the same 5 x 64 model managed ~15k steps of batch 64 in 15 min and stayed 0.4 above least squares at
+    k >= d. (Without the curriculum, lr 3e-3 stayed on the predict-0 plateau for 11k steps; at batch 64, lr 4e-3
+    with it stalled at ~0.9 for 6k steps and lr 1e-3 learned like 2e-3.)
     LSA preset: N = 20 examples + 1 query, plain gradient descent (SGD, lr 0.01, batch 1000), loss on
     the query only, ZFB initialisation with sigma 0.1.
     """
 
     model: str = "gpt"
     d: int = 5
-    steps: int = 15000
+    steps: int = 0
     n_points: int = 0
     batch_size: int = 0
     lr: float = 0.0
@@ -64,6 +65,8 @@ class LinRegRunConfig:
             raise IclensError(f"unknown model {self.model!r}: use --model gpt or --model lsa.")
         if self.d < 1:
             raise IclensError(f"dimension d must be >= 1 (got {self.d}): pass --d 1 or more.")
+        if self.steps == 0:
+            self.steps = 19000 if self.model == "gpt" else 15000
         if self.steps < 1:
             raise IclensError(f"--steps must be >= 1 (got {self.steps}).")
         if self.n_points == 0:
