@@ -48,15 +48,19 @@ class ICLRunConfig(ClassificationConfig):
     """One classification run: the task's knobs (inherited, one set of defaults) plus model and training.
 
     CPU preset: Adam lr 1e-3, batch 128, 12k steps, K = 4096, B = 4, eps = 0.1 (K large enough that ICL wins
-    within the budget). Flat, so a sweep names any field directly.
+    within the budget). `optimizer="sgd"` (with `momentum`) is the paper's optimiser. Flat, so a sweep names
+    any field directly.
     """
 
     n_classes: int = 4096
     d_model: int = 128
     mlp_hidden: int = 128
+    init_std: float = 0.02
     steps: int = 12000
     batch_size: int = 128
+    optimizer: str = "adamw"
     lr: float = 1e-3
+    momentum: float = 0.0
     eval_every: int = 0
     eval_size: int = 512
     checkpoint_every: int = 1000
@@ -68,15 +72,22 @@ class ICLRunConfig(ClassificationConfig):
             raise IclensError(f"eval_size must be >= 16 (got {self.eval_size}).")
         if self.eval_every == 0:
             self.eval_every = max(1, self.steps // 50)
+        if self.optimizer not in ("adamw", "sgd") or not 0 <= self.momentum < 1:
+            raise IclensError(f"optimizer must be adamw or sgd and 0 <= momentum < 1 (got {self.optimizer!r}, "
+                              f"{self.momentum}).")
         super().__post_init__()  # validates the task knobs
-        ClassifierConfig(d_model=self.d_model, mlp_hidden=self.mlp_hidden)
+        self.classifier_config()
+
+    def classifier_config(self) -> ClassifierConfig:
+        return ClassifierConfig(d_model=self.d_model, mlp_hidden=self.mlp_hidden, init_std=self.init_std)
 
     def task_config(self) -> ClassificationConfig:
         return ClassificationConfig(**{f.name: getattr(self, f.name) for f in fields(ClassificationConfig)})
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, optimizer="adamw",
-                           eval_every=self.eval_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
+                           momentum=self.momentum, eval_every=self.eval_every, checkpoint_every=self.checkpoint_every,
+                           seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +114,7 @@ def run_training(cfg: ICLRunConfig, out: str | Path | None, *, resume: bool = Fa
                  callbacks=()) -> tuple[torch.nn.Module, ClassificationTask, TrainResult]:
     """Train the minimal network on the classification task; checkpoints in `out` (None: none)."""
     task = ClassificationTask(cfg.task_config())
-    model = minimal_classifier(task.cfg, ClassifierConfig(d_model=cfg.d_model, mlp_hidden=cfg.mlp_hidden),
-                               seed=cfg.seed).to(device)
+    model = minimal_classifier(task.cfg, cfg.classifier_config(), seed=cfg.seed).to(device)
     run_config = {"experiment": "icl-classification", "run": cfg.to_dict(), "schedule": schedule_config}
     res = train(model, task, cfg.train_config(), run_dir=out, run_config=run_config, resume=resume,
                 schedule=schedule, eval_fn=make_eval_fn(task, cfg.eval_size, seed=10_000 + cfg.seed),
@@ -119,7 +129,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[torch.nn.Modu
         raise IclensError(f"{run_dir} is not an icl-classification run folder.")
     cfg = ICLRunConfig(**conf["run"])
     task = ClassificationTask(cfg.task_config())
-    model = minimal_classifier(task.cfg, ClassifierConfig(d_model=cfg.d_model, mlp_hidden=cfg.mlp_hidden)).to(device)
+    model = minimal_classifier(task.cfg, cfg.classifier_config()).to(device)
     load_checkpoint(Path(run_dir), model, None, None, restore_rngs=False)
     return model.eval(), task, cfg
 

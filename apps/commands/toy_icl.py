@@ -77,20 +77,26 @@ def build_icl_report(out: Path, result: dict) -> Path:
     return write_report(out / "report.html", "In-context vs in-weights classification (Reddy 2023)", sections, facts)
 
 
+ICL = ICLRunConfig()  # the CPU preset: the options' defaults
+
+
 @train_app.command("icl-classification")
 def train_icl_classification(
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, result.json, report.html."),
-    n_classes: int = typer.Option(4096, "--K", help="Number of classes K (ICL is favoured by large K; preset 4096)."),
+    n_classes: int = typer.Option(ICL.n_classes, "--K", help="Number of classes K (ICL is favoured by large K)."),
     burstiness: int = typer.Option(4, "--B", help="Burstiness B: each context class appears B times (0: none)."),
     eps: float = typer.Option(0.1, "--eps", help="Within-class noise epsilon."),
     zipf_alpha: float = typer.Option(0.0, "--alpha", help="Zipf exponent of class frequencies."),
     p_bursty: float = typer.Option(1.0, "--p-bursty", help="Fraction of bursty training sequences."),
     p_novel: float = typer.Option(0.0, "--p-novel", help="Fraction of training sequences with novel classes."),
     n_labels: int = typer.Option(32, "--L", help="Number of labels L."),
-    steps: int = typer.Option(12000, "--steps", help="Optimiser steps (CPU preset 12000)."),
+    steps: int = typer.Option(ICL.steps, "--steps", help="Optimiser steps."),
     batch_size: int = typer.Option(128, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (the paper uses SGD)."),
-    d_model: int = typer.Option(128, "--d-model"),
+    lr: float = typer.Option(ICL.lr, "--lr", help="Learning rate."),
+    optimizer: str = typer.Option(ICL.optimizer, "--optimizer", help="adamw (the preset) or sgd (the paper's)."),
+    momentum: float = typer.Option(ICL.momentum, "--momentum", help="SGD momentum."),
+    d_model: int = typer.Option(ICL.d_model, "--d-model"),
+    init_std: float = typer.Option(ICL.init_std, "--init-std", help="Initial weight scale of the network."),
     eval_every: int = typer.Option(0, "--eval-every", help="0: steps / 50."),
     eval_size: int = typer.Option(512, "--eval-size", help="Sequences per eval set."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every"),
@@ -102,7 +108,8 @@ def train_icl_classification(
 ) -> None:
     """Train the minimal network on bursty in-context classification; result.json + report.html in --out."""
     cfg = ICLRunConfig(n_classes=n_classes, burstiness=burstiness, eps=eps, zipf_alpha=zipf_alpha, p_bursty=p_bursty,
-                       p_novel=p_novel, n_labels=n_labels, steps=steps, batch_size=batch_size, lr=lr, d_model=d_model,
+                       p_novel=p_novel, n_labels=n_labels, steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                       momentum=momentum, d_model=d_model, init_std=init_std,
                        eval_every=eval_every, eval_size=eval_size, checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)
@@ -114,7 +121,7 @@ def train_icl_classification(
     _threads(dev)
     from toy_models.classifier import minimal_classifier
 
-    sched = make_schedule(fcfg, minimal_classifier(cfg.task_config())) if schedule != "none" else None
+    sched = make_schedule(fcfg, minimal_classifier(cfg.task_config(), cfg.classifier_config())) if schedule != "none" else None
     model, task, res = run_training(cfg, out, resume=resume, device=str(dev), schedule=sched,
                                     schedule_config=run_config["schedule"])
     result = summarize(model, task, cfg, res)

@@ -66,6 +66,7 @@ def test_sweep_cli(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["train", "icl-classification", "--B", "3"], "divide"),
     (["train", "icl-classification", "--schedule", "sometimes"], "schedule"),
+    (["train", "icl-classification", "--optimizer", "rmsprop"], "optimizer"),
     (["train", "pos-forgetting", "--schedule", "temporary", "--forget-every", "10", "--forget-until", "5"], "until"),
     (["train", "pos-forgetting", "--resume"], "resume"),
     (["sweep", "--K", "a,b"], "comma-separated"),

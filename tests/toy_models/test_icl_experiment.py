@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from probes.errors import IclensError
-from toy_models.classifier import has_hooks
+from toy_models.classifier import has_hooks, minimal_classifier
 from toy_models.icl_iwl_experiment import (ICLRunConfig, detect_transition, fit_nested_logits, load_run,
                                            nested_logit_curve, run_training, summarize)
 
@@ -70,3 +71,17 @@ def test_bad_run_config():
         ICLRunConfig(burstiness=3)
     with pytest.raises(IclensError, match="eval_size"):
         ICLRunConfig(eval_size=2)
+
+
+def test_sgd_option_reaches_the_optimiser_and_the_init_scale_the_network():
+    """The paper's optimiser (SGD with momentum) and the weight scale are run options, not hard-wired."""
+    from toy_models.train import make_optimizer
+
+    cfg = ICLRunConfig(n_classes=32, n_labels=8, dim=15, n_items=4, burstiness=2, d_model=32, mlp_hidden=16,
+                       optimizer="sgd", lr=0.05, momentum=0.9, init_std=0.05)
+    model = minimal_classifier(cfg.task_config(), cfg.classifier_config(), seed=0)
+    opt = make_optimizer(model, cfg.train_config())
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+    assert model.blocks[0].attn.W_Q.std().item() == pytest.approx(0.05, rel=0.2)
+    with pytest.raises(IclensError, match="momentum"):
+        ICLRunConfig(optimizer="sgd", momentum=1.5)

@@ -63,11 +63,11 @@ def run_view(run_dir: str, kind: str, mtime: int) -> dict[str, Any]:
         return {"finished": True, **_json(folder / "result.json")}
     saved = read_config(folder)
     if kind == "icl-classification":
-        from toy_models.classifier import ClassifierConfig, minimal_classifier
+        from toy_models.classifier import minimal_classifier
         from toy_models.icl_iwl_experiment import ICLRunConfig, detect_transition
 
         cfg = ICLRunConfig(**saved["run"])
-        model = minimal_classifier(cfg.task_config(), ClassifierConfig(d_model=cfg.d_model, mlp_hidden=cfg.mlp_hidden))
+        model = minimal_classifier(cfg.task_config(), cfg.classifier_config())
         st_ = load_checkpoint(folder, model, None, None, restore_rngs=False)
         steps = [e["step"] for e in st_.evals]
         curves = {k: [e[k] for e in st_.evals] for k in (st_.evals[0] if st_.evals else {}) if k != "step"}
