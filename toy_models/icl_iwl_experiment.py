@@ -72,11 +72,9 @@ class ICLRunConfig(ClassificationConfig):
             raise IclensError(f"eval_size must be >= 16 (got {self.eval_size}).")
         if self.eval_every == 0:
             self.eval_every = max(1, self.steps // 50)
-        if self.optimizer not in ("adamw", "sgd") or not 0 <= self.momentum < 1:
-            raise IclensError(f"optimizer must be adamw or sgd and 0 <= momentum < 1 (got {self.optimizer!r}, "
-                              f"{self.momentum}).")
         super().__post_init__()  # validates the task knobs
-        self.classifier_config()
+        self.classifier_config()  # and the network's and the optimiser's, where they are defined
+        self.train_config()
 
     def classifier_config(self) -> ClassifierConfig:
         return ClassifierConfig(d_model=self.d_model, mlp_hidden=self.mlp_hidden, init_std=self.init_std)

@@ -71,6 +71,8 @@ class TrainConfig:
             raise IclensError(f"learning rate must be > 0 (got {self.lr}).")
         if self.optimizer not in ("adamw", "sgd"):
             raise IclensError(f"optimizer must be 'adamw' or 'sgd' (got {self.optimizer!r}).")
+        if not 0 <= self.momentum < 1:
+            raise IclensError(f"momentum must lie in [0, 1) (got {self.momentum}).")
         if self.lr_schedule not in ("constant", "cosine"):
             raise IclensError(f"lr_schedule must be 'constant' or 'cosine' (got {self.lr_schedule!r}).")
         if min(self.warmup_steps, self.eval_every, self.checkpoint_every) < 0 or self.grad_clip < 0:
