@@ -39,6 +39,11 @@ SCHEDULES = ("none", "active", "temporary")
 POS_CURVES = (*POS_EVAL_KINDS, "heldout_like")  # what every POS evaluation records
 
 
+def recorded_curves(*runs_evals: list[dict[str, Any]]) -> list[str]:
+    """The POS_CURVES every given run recorded (runs from before "heldout_like" lack it), in POS_CURVES order."""
+    return [k for k in POS_CURVES if all(k in evals[0] for evals in runs_evals if evals)]
+
+
 @dataclass(kw_only=True)
 class ForgettingConfig:
     """Which schedule, its period k, the stop step `until` (temporary only), what is reset and how.

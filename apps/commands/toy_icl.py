@@ -10,7 +10,6 @@ sweep: the ICL / IWL phase diagram over K, B, eps, alpha (resumable).
 from __future__ import annotations
 
 import itertools
-
 import json
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from apps.report import Section, json_block, write_report
 from probes.errors import IclensError
 from probes.models import resolve_device
 from probes.results import versions, write_json
-from toy_models.forgetting import (POS_CURVES, SCHEDULES, ForgettingConfig, POSRunConfig, forgetting_summary,
-                                   make_schedule, run_pos_forgetting)
+from toy_models.forgetting import (SCHEDULES, ForgettingConfig, POSRunConfig, forgetting_summary, make_schedule,
+                                   recorded_curves, run_pos_forgetting)
 from toy_models.icl_iwl_experiment import ICLRunConfig, run_training, summarize
 from toy_models.sweep import phase_table, run_sweep
 from toy_models.train import check_run_dir
@@ -84,14 +83,15 @@ ICL = ICLRunConfig()  # the CPU preset: the options' defaults
 def train_icl_classification(
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, result.json, report.html."),
     n_classes: int = typer.Option(ICL.n_classes, "--K", help="Number of classes K (ICL is favoured by large K)."),
-    burstiness: int = typer.Option(4, "--B", help="Burstiness B: each context class appears B times (0: none)."),
-    eps: float = typer.Option(0.1, "--eps", help="Within-class noise epsilon."),
-    zipf_alpha: float = typer.Option(0.0, "--alpha", help="Zipf exponent of class frequencies."),
-    p_bursty: float = typer.Option(1.0, "--p-bursty", help="Fraction of bursty training sequences."),
-    p_novel: float = typer.Option(0.0, "--p-novel", help="Fraction of training sequences with novel classes."),
-    n_labels: int = typer.Option(32, "--L", help="Number of labels L."),
+    burstiness: int = typer.Option(ICL.burstiness, "--B",
+                                   help="Burstiness B: each context class appears B times (0: none)."),
+    eps: float = typer.Option(ICL.eps, "--eps", help="Within-class noise epsilon."),
+    zipf_alpha: float = typer.Option(ICL.zipf_alpha, "--alpha", help="Zipf exponent of class frequencies."),
+    p_bursty: float = typer.Option(ICL.p_bursty, "--p-bursty", help="Fraction of bursty training sequences."),
+    p_novel: float = typer.Option(ICL.p_novel, "--p-novel", help="Fraction of training sequences with novel classes."),
+    n_labels: int = typer.Option(ICL.n_labels, "--L", help="Number of labels L."),
     steps: int = typer.Option(ICL.steps, "--steps", help="Optimiser steps."),
-    batch_size: int = typer.Option(128, "--batch-size"),
+    batch_size: int = typer.Option(ICL.batch_size, "--batch-size"),
     lr: float = typer.Option(ICL.lr, "--lr", help="Learning rate."),
     optimizer: str = typer.Option(ICL.optimizer, "--optimizer", help="adamw (the preset) or sgd (the paper's)."),
     momentum: float = typer.Option(ICL.momentum, "--momentum", help="SGD momentum."),
@@ -108,9 +108,9 @@ def train_icl_classification(
 ) -> None:
     """Train the minimal network on bursty in-context classification; result.json + report.html in --out."""
     cfg = ICLRunConfig(n_classes=n_classes, burstiness=burstiness, eps=eps, zipf_alpha=zipf_alpha, p_bursty=p_bursty,
-                       p_novel=p_novel, n_labels=n_labels, steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                       momentum=momentum, d_model=d_model, init_std=init_std,
-                       eval_every=eval_every, eval_size=eval_size, checkpoint_every=checkpoint_every, seed=seed)
+                       p_novel=p_novel, n_labels=n_labels, steps=steps, batch_size=batch_size, lr=lr,
+                       optimizer=optimizer, momentum=momentum, d_model=d_model, init_std=init_std, eval_every=eval_every,
+                       eval_size=eval_size, checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)
     run_config = {"experiment": "icl-classification", "run": cfg.to_dict(),
@@ -121,7 +121,9 @@ def train_icl_classification(
     _threads(dev)
     from toy_models.classifier import minimal_classifier
 
-    sched = make_schedule(fcfg, minimal_classifier(cfg.task_config(), cfg.classifier_config())) if schedule != "none" else None
+    sched = None
+    if schedule != "none":
+        sched = make_schedule(fcfg, minimal_classifier(cfg.task_config(), cfg.classifier_config()))
     model, task, res = run_training(cfg, out, resume=resume, device=str(dev), schedule=sched,
                                     schedule_config=run_config["schedule"])
     result = summarize(model, task, cfg, res)
@@ -136,12 +138,13 @@ def train_icl_classification(
 
 def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Path:
     """report.html comparing pos-forgetting runs ({name: result dict})."""
-    kinds = [k for k in POS_CURVES if all(k in e for r in runs.values() for e in r["evals"][:1])]  # older runs: fewer
+    kinds = recorded_curves(*(r["evals"] for r in runs.values()))
     sections = [Section("Accuracy over training",
                         "Each panel is one eval set: in-distribution, rare (tail) words, frequent words in the opposite "
                         "role (only in-context answers are right), rare words in the opposite role, and held-out words "
                         "with fresh embeddings (structural ICL only), drawn at the initialisation scale as never-trained "
-                        "rows are (heldout) and like the trained words (heldout_like; the gap is the embeddings' drift). Anand et al. predict: without forgetting the "
+                        "rows are (heldout) and like the trained words (heldout_like; the gap is the embeddings' "
+                        "drift). Anand et al. predict: without forgetting the "
                         "held-out accuracy rises then decays (transience); active forgetting keeps it; temporary "
                         "forgetting gives in-weights answers for frequent words and in-context ones for rare and "
                         "unseen words (dual process).",
@@ -185,8 +188,8 @@ def train_pos_forgetting(
 ) -> None:
     """Train on the synthetic part-of-speech task under a forgetting schedule; result.json + report.html in --out."""
     cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, n_layers=n_layers,
-                       d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
-                       checkpoint_every=checkpoint_every, seed=seed)
+                       d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr,
+                       eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)
     check_run_dir(out, {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()},

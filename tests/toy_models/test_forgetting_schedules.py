@@ -8,10 +8,11 @@ import torch
 
 from probes.errors import IclensError
 from toy_models.classifier import minimal_classifier
-from toy_models.forgetting import ForgettingConfig, POSRunConfig, embedding_names, forgetting_summary, make_schedule
+from toy_models.forgetting import (POS_CURVES, ForgettingConfig, POSRunConfig, embedding_names, forgetting_summary,
+                                   make_schedule, recorded_curves)
 from toy_models.models import ToyConfig, ToyTransformer
 from toy_models.tasks.classification import ClassificationConfig
-from toy_models.tasks.pos import SEQ_LEN, POSConfig, POSTask, fresh_embeddings
+from toy_models.tasks.pos import POS_EVAL_KINDS, SEQ_LEN, POSConfig, POSTask, fresh_embeddings
 from toy_models.train import TrainConfig, train
 
 TOTAL = 23
@@ -211,6 +212,14 @@ def test_fresh_embeddings_like_draws_the_reference_gaussian():
     with pytest.raises(IclensError, match="exactly one"):
         with fresh_embeddings(model, range(100, 110), std=0.1, like=range(100)):
             pass
+
+
+def test_recorded_curves_are_those_every_run_has():
+    old = [{"step": 1, **{k: 0.5 for k in POS_EVAL_KINDS}}]  # a run from before "heldout_like"
+    new = [{"step": 1, **{k: 0.5 for k in POS_CURVES}}]
+    assert recorded_curves(new) == list(POS_CURVES)
+    assert recorded_curves(new, old) == list(POS_EVAL_KINDS)
+    assert recorded_curves(new, []) == list(POS_CURVES)  # a run without evaluations constrains nothing
 
 
 def test_forgetting_summary_verdicts():

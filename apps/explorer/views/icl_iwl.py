@@ -136,12 +136,12 @@ def _schedule(run: dict[str, Any]) -> str:
 
 def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, Any]]) -> None:
     """One pos-forgetting run (accuracy per eval set, summary, verdicts); `others` drawn on the same axes."""
-    from toy_models.forgetting import POS_CURVES
+    from toy_models.forgetting import recorded_curves
 
     evals, summary = run["evals"], run.get("summary") or {}
     if not evals:
         raise IclensError("this run has no evaluation yet: wait for its first evaluation step and reload.")
-    curves = [k for k in POS_CURVES if k in evals[0]]  # runs from before "heldout_like" lack it
+    curves = recorded_curves(evals, *(o["evals"] for o in others.values()))
     schedule = _schedule(run)
     resets = [e["step"] for e in run.get("events", [])]
     st.caption(f"schedule **{schedule}**" + (f"; embeddings reset at steps {resets}" if resets else ""))
