@@ -180,13 +180,16 @@ def fresh_embeddings(model: nn.Module, rows: torch.Tensor | range, *, std: float
     if (std is None) == (like is None):
         raise IclensError("fresh_embeddings: pass exactly one of std (i.i.d. draws) or like (rows to imitate).")
     W = model.embed.W_E
-    idx = torch.as_tensor(list(rows) if isinstance(rows, range) else rows, dtype=torch.long, device=W.device)
+
+    def index(r: torch.Tensor | range) -> torch.Tensor:
+        return torch.as_tensor(list(r) if isinstance(r, range) else r, dtype=torch.long, device=W.device)
+
+    idx = index(rows)
     saved = W.detach()[idx].clone()
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(len(idx), W.shape[1], generator=gen, dtype=torch.float64)
     if like is not None:
-        ref = W.detach()[torch.as_tensor(list(like) if isinstance(like, range) else like, dtype=torch.long,
-                                         device=W.device)].double().cpu()
+        ref = W.detach()[index(like)].double().cpu()
         cov = torch.cov(ref.T) + 1e-8 * torch.eye(ref.shape[1], dtype=torch.float64)
         new = ref.mean(0) + z @ torch.linalg.cholesky(cov).T
     else:
