@@ -1,7 +1,9 @@
 """The minimal in-context classifier of Reddy 2023 and its induction-head measurements.
 
-Network: a linear read-in of the tokens, two causal single-head attention-only layers with
-residual connections and no normalisation, then a ReLU MLP classifier on the final token
+Network: the tokens themselves (a read-in that starts as the identity, so the residual stream is
+[one-hot position | content] as in Reddy's network; or a random linear read-in to another width),
+two causal single-head attention-only layers with residual connections and no normalisation, then
+a ReLU MLP classifier on the final token
 (built on `toy_models.models.ToyTransformer`, so the standard hook names apply:
 `blocks.L.attn.hook_pattern` [batch head q k], `blocks.L.attn.hook_z`, ...).
 
@@ -35,15 +37,17 @@ from toy_models.tasks.classification import ClassificationConfig, Classification
 
 @dataclass(kw_only=True)
 class ClassifierConfig:
-    """Minimal network: d_model width of the residual stream, mlp_hidden units in the ReLU classifier."""
+    """Minimal network: mlp_hidden units in the ReLU classifier; d_model = 0 feeds the tokens into the residual
+    stream as they are (read-in = identity, width P + D, Reddy's network), d_model > 0 uses a random linear read-in
+    to that width."""
 
-    d_model: int = 128
+    d_model: int = 0
     mlp_hidden: int = 128
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.d_model < 1 or self.mlp_hidden < 1 or self.init_std <= 0:
-            raise IclensError("classifier: d_model and mlp_hidden must be >= 1 and init_std > 0.")
+        if self.d_model < 0 or self.mlp_hidden < 1 or self.init_std <= 0:
+            raise IclensError("classifier: d_model must be >= 0 (0: the token width), mlp_hidden >= 1, init_std > 0.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,12 +55,21 @@ class ClassifierConfig:
 
 def minimal_classifier(task_cfg: ClassificationConfig, cfg: ClassifierConfig | None = None, *,
                        seed: int | None = None) -> ToyTransformer:
-    """Two causal single-head attention-only layers (no LayerNorm, positions in the tokens) + MLP read-out."""
+    """Two causal single-head attention-only layers (no LayerNorm, positions in the tokens) + MLP read-out.
+
+    With cfg.d_model = 0 the read-in starts as the identity (it stays a parameter, so a forgetting schedule can
+    reset it): the attention layers see the one-hot positions and contents themselves, as in Reddy's network.
+    """
     cfg = cfg or ClassifierConfig()
-    toy = ToyConfig(n_layers=2, n_heads=1, d_model=cfg.d_model, d_head=cfg.d_model, n_ctx=task_cfg.seq_len,
+    width = cfg.d_model or task_cfg.d_in
+    toy = ToyConfig(n_layers=2, n_heads=1, d_model=width, d_head=width, n_ctx=task_cfg.seq_len,
                     d_in=task_cfg.d_in, d_out=task_cfg.n_labels, attn_only=True, positional="none",
                     normalization="none", d_readout_hidden=cfg.mlp_hidden, init_std=cfg.init_std)
-    return ToyTransformer(toy, seed=seed)
+    model = ToyTransformer(toy, seed=seed)
+    if not cfg.d_model:
+        with torch.no_grad():
+            model.read_in.W_in.copy_(torch.eye(width))
+    return model
 
 
 def handset_induction_model(task: ClassificationTask, *, beta: float = 60.0) -> ToyTransformer:

@@ -204,9 +204,21 @@ def load_pos_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[ToyTransf
     return model.eval(), POSTask(cfg.task_config()), cfg, fcfg
 
 
+def _levels(ys: list[float]) -> tuple[float, int, float]:
+    """(peak, index of the peak, final level) of a noisy eval curve: the peak of its 3-point moving average and the
+    mean of its last tenth, so one lucky or unlucky evaluation decides no verdict (curves under 9 points: raw)."""
+    if len(ys) < 9:
+        return max(ys), ys.index(max(ys)), ys[-1]
+    smooth = [sum(ys[max(0, i - 1):i + 2]) / len(ys[max(0, i - 1):i + 2]) for i in range(len(ys))]
+    i = max(range(len(ys)), key=smooth.__getitem__)
+    tail = ys[-max(1, len(ys) // 10):]
+    return smooth[i], i, sum(tail) / len(tail)
+
+
 def forgetting_summary(evals: list[dict[str, Any]]) -> dict[str, Any]:
     """Peak, final and peak-to-final drop of every eval curve, and the verdicts the papers predict.
 
+    Peak and final are smoothed levels (`_levels`: 3-point moving average, mean of the last tenth of the run).
     transient: held-out accuracy peaks above 0.75 and ends more than 0.15 below its peak;
     persistent: held-out accuracy ends within 0.05 of its peak and above 0.75;
     dual_process: held-out and tail-switched accuracy end above 0.75 while frequent switched words end below 0.5
@@ -216,10 +228,10 @@ def forgetting_summary(evals: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for k in POS_CURVES:
-        ys = [e[k] for e in evals if k in e]
-        if ys:
-            peak = max(ys)
-            out[k] = {"peak": peak, "peak_step": evals[ys.index(peak)]["step"], "final": ys[-1], "drop": peak - ys[-1]}
+        pts = [(e["step"], e[k]) for e in evals if k in e]
+        if pts:
+            peak, i, final = _levels([y for _, y in pts])
+            out[k] = {"peak": peak, "peak_step": pts[i][0], "final": final, "drop": peak - final}
     h = out.get("heldout")
     if h:
         out["transient"] = bool(h["peak"] > 0.75 and h["drop"] > 0.15)

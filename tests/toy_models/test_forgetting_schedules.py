@@ -230,5 +230,12 @@ def test_forgetting_summary_verdicts():
     keep = [{"step": s, "heldout": h, "switched": 0.2, "switched_tail": 0.9} for s, h in ((1, 0.5), (2, 0.9), (3, 0.9))]
     s = forgetting_summary(keep)
     assert s["persistent"] and not s["transient"] and s["dual_process"]
+    # long curves: one unlucky last evaluation is not a decay, a sustained fall is
+    flat = [{"step": i, "heldout": 0.9} for i in range(39)] + [{"step": 39, "heldout": 0.6}]
+    s = forgetting_summary(flat)
+    assert not s["transient"] and abs(s["heldout"]["final"] - (3 * 0.9 + 0.6) / 4) < 1e-9
+    fall = [{"step": i, "heldout": 0.9 if i < 20 else 0.6} for i in range(40)]
+    s = forgetting_summary(fall)
+    assert s["transient"] and s["heldout"]["peak"] == 0.9 and s["heldout"]["final"] == 0.6
     with pytest.raises(IclensError):
         POSRunConfig(steps=0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from probes.errors import IclensError
-from toy_models.classifier import (ablate_head, handset_induction_model, has_hooks, head_scores,
+from toy_models.classifier import (ClassifierConfig, ablate_head, handset_induction_model, has_hooks, head_scores,
                                    minimal_classifier)
 from toy_models.tasks.classification import ClassificationConfig, ClassificationTask, accuracy
 
@@ -76,3 +76,15 @@ def test_minimal_classifier_shape(task):
     out = task.logits(model, task.sample(3, torch.Generator().manual_seed(0))["tokens"])
     assert out.shape == (3, task.cfg.n_labels)
     assert model.blocks[1].attn.W_O.shape == (1, model.cfg.d_head, model.cfg.d_model)
+
+
+def test_identity_read_in_feeds_tokens_unchanged(task):
+    """d_model = 0 (the default): the residual stream starts as [one-hot position | content] itself (Reddy's network)."""
+    model = minimal_classifier(task.cfg, seed=1)
+    assert model.cfg.d_model == task.cfg.d_in
+    toks = task.sample(4, torch.Generator().manual_seed(0))["tokens"]
+    _, cache = model.run_with_cache(toks, names_filter="hook_embed")
+    assert torch.equal(cache["hook_embed"], toks)
+    assert model.read_in.W_in.requires_grad  # still a parameter: forgetting schedules can reset it
+    narrow = minimal_classifier(task.cfg, ClassifierConfig(d_model=32), seed=1)
+    assert narrow.cfg.d_model == 32 and narrow.read_in.W_in.abs().max() < 0.2  # random N(0, 0.02) read-in
