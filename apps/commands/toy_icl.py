@@ -173,6 +173,8 @@ def train_pos_forgetting(
     n_words: int = typer.Option(POS.n_words, "--n-words", help="Training vocabulary (half nouns, half adjectives)."),
     zipf_alpha: float = typer.Option(POS.zipf_alpha, "--alpha", help="Zipf exponent of word frequencies."),
     p_ambiguous: float = typer.Option(POS.p_ambiguous, "--p-ambiguous", help="Fraction of words that take either role."),
+    p_absent: float = typer.Option(POS.p_absent, "--p-absent",
+                                   help="Fraction of training sequences whose query word is not in the context."),
     n_layers: int = typer.Option(POS.n_layers, "--n-layers"),
     d_model: int = typer.Option(POS.d_model, "--d-model"),
     embed_std: float = typer.Option(POS.embed_std, "--embed-std",
@@ -187,7 +189,7 @@ def train_pos_forgetting(
     device: str = DEVICE_OPT,
 ) -> None:
     """Train on the synthetic part-of-speech task under a forgetting schedule; result.json + report.html in --out."""
-    cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, n_layers=n_layers,
+    cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, p_absent=p_absent, n_layers=n_layers,
                        d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr,
                        eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,

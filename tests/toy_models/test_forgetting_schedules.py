@@ -153,6 +153,23 @@ def test_pos_sequences_follow_the_definition():
     assert (task.role[amb] != a_flat[~clean].long()).any()
 
 
+def test_pos_absent_queries_need_the_weights():
+    task = POSTask(POSConfig(n_words=40, n_heldout=10, p_ambiguous=0.2, p_absent=0.3))
+    b = task.sample(4000, torch.Generator().manual_seed(0))
+    ctx, q = b["tokens"][:, :-1], b["tokens"][:, -1]
+    absent = ~(ctx == q[:, None]).any(1)
+    assert abs(absent.float().mean().item() - 0.3) < 0.03
+    assert torch.all(q < task.cfg.n_words)  # training words only
+    clean = absent & ~task.ambiguous[q]
+    assert torch.equal(b["target"][clean], task.role[q[clean]])  # only its known role can answer
+    # present rows keep the copula rule
+    cop_pos = (ctx == task.cfg.copula).float().argmax(1)
+    where = (ctx == q[:, None]).float().argmax(1)
+    assert torch.equal(b["target"][~absent], (where > cop_pos).long()[~absent])
+    with pytest.raises(IclensError, match="p_absent"):
+        POSConfig(p_absent=1.0)
+
+
 def test_pos_zipf_frequencies():
     task = POSTask(POSConfig(n_words=200, zipf_alpha=1.0, p_ambiguous=0.0))
     b = task.sample(4000, torch.Generator().manual_seed(1))

@@ -5,7 +5,9 @@ Forgetting"; after Chen et al. 2023's active forgetting).
 Vocabulary: `n_words` training words, half nouns and half adjectives, each role with Zipf
 frequencies over its words (rank r has weight (r + 1)^-alpha); a fraction `p_ambiguous` of the
 words of each role are ambiguous and may fill either role; `n_heldout` extra words never appear
-in training; one copula token COP.
+in training; one copula token COP. A fraction `p_absent` of training sequences (default 0) ask about a word
+that is not in the context, so only the weights can answer them: they make knowing the words worth something
+even once the in-context strategy is perfect.
 
 A sequence has 7 tokens: n_b nouns (n_b uniform in 1..4), COP, 5 - n_b adjectives, then a query
 token copied from one of the five context words. The target (2 classes: 0 noun, 1 adjective) is
@@ -50,6 +52,7 @@ class POSConfig:
     n_heldout: int = 100
     zipf_alpha: float = 1.0
     p_ambiguous: float = 0.05
+    p_absent: float = 0.0
     tail_from: float = 0.5
     seed: int = 0
 
@@ -60,6 +63,8 @@ class POSConfig:
             raise IclensError(f"n_heldout must be >= {N_CONTEXT} (got {self.n_heldout}).")
         if self.zipf_alpha < 0 or not 0 <= self.p_ambiguous < 1 or not 0 < self.tail_from < 1:
             raise IclensError("zipf_alpha >= 0, 0 <= p_ambiguous < 1 and 0 < tail_from < 1 are required.")
+        if not 0 <= self.p_absent < 1:
+            raise IclensError(f"p_absent must lie in [0, 1) (got {self.p_absent}).")
         if int((1 - self.tail_from) * self.n_words / 2) < N_CONTEXT:
             raise IclensError("the tail holds fewer than 5 words per role: lower tail_from or add words.")
 
@@ -132,7 +137,23 @@ class POSTask:
 
     def sample(self, batch_size: int, generator: torch.Generator, *, step: int = 0) -> Batch:
         words, nb = self._draw_roles(batch_size, generator, self.pool_logp)
-        return self._assemble(words, nb, generator)
+        batch = self._assemble(words, nb, generator)
+        if self.cfg.p_absent > 0:
+            self._absent_queries(batch, words, generator)
+        return batch
+
+    def _absent_queries(self, batch: Batch, words: Int[torch.Tensor, "batch item"], g: torch.Generator) -> None:
+        """In place: a fraction p_absent of rows get a query word that is not in their context, drawn by frequency
+        from a random role's pool; the target is that role, so only the weights can answer these rows."""
+        n = words.shape[0]
+        rows = torch.rand(n, generator=g) < self.cfg.p_absent
+        role = torch.randint(0, 2, (n,), generator=g)
+        u = torch.rand(n, self.pool_logp.shape[1], generator=g).clamp_min(1e-12)
+        keys = self.pool_logp[role] - torch.log(-torch.log(u))
+        keys.scatter_(1, words, -torch.inf)  # never a word of the context
+        query = keys.argmax(-1)
+        batch["tokens"][rows, -1] = query[rows]
+        batch["target"] = torch.where(rows, role, batch["target"])
 
     def eval_batch(self, kind: str, n: int, *, seed: int = 4321) -> Batch:
         """A fixed eval set (see the module docstring for the kinds)."""
