@@ -52,8 +52,8 @@ class ICLRunConfig(ClassificationConfig):
     """One classification run: the task's knobs (inherited, one set of defaults) plus model and training.
 
     CPU preset: Adam lr 1e-3, batch 128, 8k steps, K = 4096, B = 1, eps = 0.1, identity read-in (d_model = 0),
-    K large enough that ICL wins within the budget. `optimizer="sgd"` (with `momentum`) is the paper's optimiser. Flat, so a sweep names
-    any field directly.
+    K large enough that ICL wins within the budget. `optimizer="sgd"` (with `momentum`) is the paper's optimiser.
+    Flat, so a sweep names any field directly.
     """
 
     n_classes: int = 4096

@@ -95,7 +95,8 @@ def train_icl_classification(
     lr: float = typer.Option(ICL.lr, "--lr", help="Learning rate."),
     optimizer: str = typer.Option(ICL.optimizer, "--optimizer", help="adamw (the preset) or sgd (the paper's)."),
     momentum: float = typer.Option(ICL.momentum, "--momentum", help="SGD momentum."),
-    d_model: int = typer.Option(ICL.d_model, "--d-model", help="0: tokens enter the residual stream as they are (identity read-in, Reddy); > 0: random linear read-in to this width."),
+    d_model: int = typer.Option(ICL.d_model, "--d-model", help="0: the tokens enter the residual stream as they are "
+                                "(identity read-in, Reddy); > 0: a random linear read-in to this width."),
     init_std: float = typer.Option(ICL.init_std, "--init-std", help="Initial weight scale of the network."),
     eval_every: int = typer.Option(0, "--eval-every", help="0: steps / 50."),
     eval_size: int = typer.Option(512, "--eval-size", help="Sequences per eval set."),
@@ -189,8 +190,8 @@ def train_pos_forgetting(
     device: str = DEVICE_OPT,
 ) -> None:
     """Train on the synthetic part-of-speech task under a forgetting schedule; result.json + report.html in --out."""
-    cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, p_absent=p_absent, n_layers=n_layers,
-                       d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr,
+    cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, p_absent=p_absent,
+                       n_layers=n_layers, d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr,
                        eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)

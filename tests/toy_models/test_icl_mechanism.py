@@ -79,7 +79,7 @@ def test_minimal_classifier_shape(task):
 
 
 def test_identity_read_in_feeds_tokens_unchanged(task):
-    """d_model = 0 (the default): the residual stream starts as [one-hot position | content] itself (Reddy's network)."""
+    """d_model = 0 (the default): the residual stream starts as [one-hot position | content] itself (Reddy)."""
     model = minimal_classifier(task.cfg, seed=1)
     assert model.cfg.d_model == task.cfg.d_in
     toks = task.sample(4, torch.Generator().manual_seed(0))["tokens"]
