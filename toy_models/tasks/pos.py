@@ -80,6 +80,13 @@ class POSConfig:
         return asdict(self)
 
 
+def _gumbel_keys(logp: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """logp plus i.i.d. Gumbel noise: the arg-max (top-k) of each row is a draw (k draws without replacement)
+    from softmax(logp)."""
+    u = torch.rand(logp.shape, generator=g).clamp_min(1e-12)
+    return logp - torch.log(-torch.log(u))
+
+
 @register_task("pos")
 class POSTask:
     """The synthetic part-of-speech task; `sample` for training, `eval_batch` for the eval sets.
@@ -110,8 +117,7 @@ class POSTask:
                     ) -> tuple[Int[torch.Tensor, "batch item"], Int[torch.Tensor, " batch"]]:
         """Five distinct words per row, noun slots from logp[0], adjective slots from logp[1] (Gumbel top-k)."""
         n_before = torch.randint(1, N_CONTEXT, (n,), generator=g)
-        u = torch.rand(2, n, logp.shape[1], generator=g).clamp_min(1e-12)
-        keys = logp[:, None, :] - torch.log(-torch.log(u))  # [role batch word]
+        keys = _gumbel_keys(logp[:, None, :].expand(2, n, -1), g)  # [role batch word]
         nouns = keys[0].topk(N_CONTEXT, -1).indices
         taken = torch.zeros(n, logp.shape[1], dtype=torch.bool).scatter_(1, nouns, True)
         adjs = keys[1].masked_fill(taken, -torch.inf).topk(N_CONTEXT, -1).indices  # distinct from the nouns
@@ -148,8 +154,7 @@ class POSTask:
         n = words.shape[0]
         rows = torch.rand(n, generator=g) < self.cfg.p_absent
         role = torch.randint(0, 2, (n,), generator=g)
-        u = torch.rand(n, self.pool_logp.shape[1], generator=g).clamp_min(1e-12)
-        keys = self.pool_logp[role] - torch.log(-torch.log(u))
+        keys = _gumbel_keys(self.pool_logp[role], g)
         keys.scatter_(1, words, -torch.inf)  # never a word of the context
         query = keys.argmax(-1)
         batch["tokens"][rows, -1] = query[rows]
