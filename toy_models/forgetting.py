@@ -216,7 +216,8 @@ def _levels(ys: list[float]) -> tuple[float, int, float]:
     mean of its last tenth, so one lucky or unlucky evaluation decides no verdict (curves under 9 points: raw)."""
     if len(ys) < 9:
         return max(ys), ys.index(max(ys)), ys[-1]
-    smooth = [sum(ys[max(0, i - 1):i + 2]) / len(ys[max(0, i - 1):i + 2]) for i in range(len(ys))]
+    windows = [ys[max(0, i - 1):i + 2] for i in range(len(ys))]
+    smooth = [sum(w) / len(w) for w in windows]
     i = max(range(len(ys)), key=smooth.__getitem__)
     tail = ys[-max(1, len(ys) // 10):]
     return smooth[i], i, sum(tail) / len(tail)
