@@ -152,7 +152,7 @@ class POSRunConfig:
 
     def task_config(self) -> POSConfig:
         return POSConfig(n_words=self.n_words, n_heldout=self.n_heldout, zipf_alpha=self.zipf_alpha,
-                         p_ambiguous=self.p_ambiguous, p_absent=self.p_absent, seed=self.seed)
+                         p_ambiguous=self.p_ambiguous, p_absent=self.p_absent)
 
     def model_config(self) -> ToyConfig:
         return ToyConfig(n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model, n_ctx=SEQ_LEN,

@@ -25,6 +25,7 @@ from probes.results import versions, write_json
 from toy_models.forgetting import (SCHEDULES, ForgettingConfig, POSRunConfig, forgetting_summary, make_schedule,
                                    recorded_curves, run_pos_forgetting)
 from toy_models.icl_iwl_experiment import ICLRunConfig, run_training, summarize
+from toy_models.pos_strategy import context_use_by_rank
 from toy_models.sweep import phase_table, run_sweep
 from toy_models.train import check_run_dir
 
@@ -157,6 +158,13 @@ def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Pat
     head = "".join(f"<th>{k}</th>" for k in ("run", *kinds, "transient", "persistent", "dual process"))
     sections.append(Section("Final accuracies and verdicts", "Verdict rules: see toy_models.forgetting.forgetting_summary.",
                             [f"<table class='facts'><tr>{head}</tr>{rows}</table>"]))
+    by_rank = {n: r["context_by_rank"] for n, r in runs.items() if r.get("context_by_rank")}
+    if by_rank:
+        sections.append(Section(
+            "In-context use by word frequency (end of training)",
+            "Unambiguous words of each frequency-rank bin placed in the role opposite to their training role, where "
+            "context and weights disagree: 1 = always answered from the context, 0 = always from the weights. The "
+            "dual process shows as a rising profile: frequent words low (weights), rare words high (context).", [fig.context_by_rank(by_rank, "Answered from the context, by frequency rank")]))
     sections.append(Section("Configs", "", [json_block({n: r["config"] for n, r in runs.items()})]))
     facts = {n: f"held-out final {r['summary'].get('heldout', {}).get('final', float('nan')):.3f}"
              for n, r in runs.items()}
@@ -200,10 +208,11 @@ def train_pos_forgetting(
     out = prepare_out(out)
     dev = resolve_device(device)
     _threads(dev)
-    _, _, res = run_pos_forgetting(cfg, fcfg, out, resume=resume, device=str(dev))
+    model, task, res = run_pos_forgetting(cfg, fcfg, out, resume=resume, device=str(dev))
     result = {"config": {"run": cfg.to_dict(), "forgetting": fcfg.to_dict()}, "steps_done": res.steps_done,
               "steps_per_s": res.steps_per_s, "losses": res.losses, "evals": res.evals, "events": res.events,
-              "summary": forgetting_summary(res.evals), "versions": versions()}
+              "summary": forgetting_summary(res.evals), "context_by_rank": context_use_by_rank(model.eval(), task),
+              "versions": versions()}
     write_json(out / "result.json", result)
     build_forgetting_report(out, {schedule: result}, f"POS forgetting: {schedule} schedule")
     s = result["summary"]
@@ -229,7 +238,8 @@ def report_forgetting(
         name = f"{res['config']['forgetting']['schedule']} ({Path(r).name})"
         loaded[name] = res
     out = prepare_out(out)
-    write_json(out / "result.json", {"runs": {n: {"summary": r["summary"], "evals": r["evals"]}
+    write_json(out / "result.json", {"runs": {n: {"summary": r["summary"], "evals": r["evals"],
+                                                  "context_by_rank": r.get("context_by_rank")}
                                               for n, r in loaded.items()}, "versions": versions()})
     build_forgetting_report(out, loaded, "Forgetting schedules on the part-of-speech task")
     typer.echo(f"wrote {out / 'result.json'} and {out / 'report.html'}")

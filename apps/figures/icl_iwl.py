@@ -78,3 +78,19 @@ def forgetting_curves(runs: dict[str, dict], kinds: Sequence[str], title: str) -
     fig.update_xaxes(title_text="training step")
     fig.update_layout(title=title, height=360, width=max(500, 300 * len(kinds)))
     return fig
+
+
+def context_by_rank(runs: dict[str, Sequence[dict]], title: str) -> go.Figure:
+    """One line per run: the share of words answered from the context, by frequency-rank bin (log axis)."""
+    fig = go.Figure()
+    for name, bins in runs.items():
+        mid = [((b["lo"] + 1) * b["hi"]) ** 0.5 for b in bins]  # geometric middle of 1-based ranks
+        text = [f"ranks {b['lo']}-{b['hi'] - 1}, {b['n_words']} words/role, {100 * b['mass']:.1f} % of slots"
+                for b in bins]
+        fig.add_trace(go.Scatter(x=mid, y=[b["context"] for b in bins], name=name, mode="lines+markers",
+                                 text=text, hovertemplate="%{text}<br>in context: %{y:.2f}<extra>%{fullData.name}</extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="grey")
+    fig.update_xaxes(type="log", title_text="frequency rank within its role (1 = most frequent)")
+    fig.update_yaxes(range=[0, 1.05], title_text="answered from the context")
+    fig.update_layout(title=title, height=380, width=640)
+    return fig

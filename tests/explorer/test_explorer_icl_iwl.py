@@ -137,6 +137,8 @@ def test_forgetting_run_and_sweep_equal_result(app, runs):
     for kind in POS_CURVES:
         assert table.loc[kind, "final"] == pytest.approx(res["summary"][kind]["final"])
     assert any(f"reset at steps {[e['step'] for e in res['events']]}" in c.value for c in app.caption)
+    by_rank = by_title(app)["Answered from the context, by frequency rank (end of run)"]["data"]
+    np.testing.assert_allclose(array(by_rank[0]["y"]), [b["context"] for b in res["context_by_rank"]])
     # another forgetting run (a copy) on the same axes: one line per run in every panel
     shutil.copytree(runs / "pos", runs / "pos_copy")
     app.run()

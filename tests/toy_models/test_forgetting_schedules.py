@@ -12,7 +12,7 @@ from toy_models.forgetting import (POS_CURVES, ForgettingConfig, POSRunConfig, e
                                    make_schedule, recorded_curves)
 from toy_models.models import ToyConfig, ToyTransformer
 from toy_models.tasks.classification import ClassificationConfig
-from toy_models.tasks.pos import POS_EVAL_KINDS, SEQ_LEN, POSConfig, POSTask, fresh_embeddings
+from toy_models.tasks.pos import POS_EVAL_KINDS, SEQ_LEN, POSConfig, POSTask, ambiguous_ranks, fresh_embeddings
 from toy_models.train import TrainConfig, train
 
 TOTAL = 23
@@ -151,6 +151,15 @@ def test_pos_sequences_follow_the_definition():
     assert torch.equal(a_flat[clean].long(), task.role[w_flat[clean]])
     amb = w_flat[~clean]
     assert (task.role[amb] != a_flat[~clean].long()).any()
+
+
+def test_pos_ambiguous_words_sit_at_evenly_spaced_ranks():
+    # 20 words per role, 4 ambiguous: the middle ranks of the blocks 0-4, 5-9, 10-14, 15-19, in both roles
+    task = POSTask(POSConfig(n_words=40, n_heldout=10, p_ambiguous=0.2))
+    for r in (0, 1):
+        assert task.rank[task.ambiguous & (task.role == r)].tolist() == [2, 7, 12, 17]
+    assert ambiguous_ranks(1000, 0.05)[:3].tolist() == [10, 30, 50] and len(ambiguous_ranks(1000, 0.05)) == 50
+    assert len(ambiguous_ranks(1000, 0.0)) == 0
 
 
 def test_pos_absent_queries_need_the_weights():

@@ -39,10 +39,13 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     r = json.loads((outs[1] / "result.json").read_text())
     assert [e["step"] for e in r["events"]] == [5, 10]
     assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like"}
+    assert [(b["lo"], b["hi"]) for b in r["context_by_rank"]] == [(0, 1), (1, 2), (2, 4), (4, 6), (6, 10)]
+    assert all(0 <= b["context"] <= 1 for b in r["context_by_rank"])
     rep = tmp_path / "cmp"
     code, cap = run(["report", "forgetting", "--run", str(outs[0]), "--run", str(outs[1]), "--out", str(rep)], capsys)
     assert code == 0, cap.err
     assert "Forgetting schedules" in (rep / "report.html").read_text()
+    assert "In-context use by word frequency" in (rep / "report.html").read_text()
     assert len(json.loads((rep / "result.json").read_text())["runs"]) == 2
 
 

@@ -159,6 +159,12 @@ def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, 
                   "drop": [summary[k]["drop"] for k in kinds]}, hide_index=True, key="pos_summary")
     verdicts = [v for v in ("transient", "persistent", "dual_process") if summary.get(v)]
     st.caption("verdicts (toy_models.forgetting.forgetting_summary): " + (", ".join(verdicts) or "none"))
+    by_rank = {n: r["context_by_rank"] for n, r in {name: run, **others}.items() if r.get("context_by_rank")}
+    if by_rank:
+        st.plotly_chart(fig.context_by_rank(by_rank, "Answered from the context, by frequency rank (end of run)"),
+                        key="pos_by_rank")
+        st.caption("Unambiguous words put in the role opposite to their training role: 1 = the model follows the "
+                   "context, 0 = its weights. Dual process: frequent words low, rare words high.")
 
 
 def show_sweep(sw: dict[str, Any]) -> None:

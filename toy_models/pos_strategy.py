@@ -1,0 +1,47 @@
+"""Which strategy answers which words: in-context use by frequency rank on the POS task.
+
+Anand et al.'s dual process is a statement about word frequency: frequent words answered from the weights, rare and
+unseen ones from the context. `context_use_by_rank` measures it word class by word class: it puts the unambiguous words
+of each frequency-rank bin in the role opposite to their training role, where the context and the weights disagree,
+and records how often the model follows the context (1: always in context, 0: always from the weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from probes.errors import IclensError
+from toy_models.tasks.pos import N_CONTEXT, POSTask, pos_accuracy
+
+
+def rank_bins(half: int, n_bins: int = 6) -> list[tuple[int, int]]:
+    """Log-spaced [lo, hi) bins over the ranks 0..half-1 of one role (empty bins merged away)."""
+    if half < 1 or n_bins < 1:
+        raise IclensError(f"rank bins need half >= 1 and n_bins >= 1 (got {half}, {n_bins}).")
+    edges = torch.logspace(0, torch.log10(torch.tensor(float(half))).item(), n_bins + 1).round().long() - 1
+    edges[0], edges[-1] = 0, half
+    cuts = sorted(set(edges.tolist()))
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def context_use_by_rank(model: nn.Module, task: POSTask, *, n_bins: int = 6, size: int = 500,
+                        seed: int = 777) -> list[dict[str, Any]]:
+    """Per frequency-rank bin: the accuracy on its unambiguous words placed in the opposite role ("context": the share
+    answered from the context), the bin's share of the training word slots ("mass") and its number of words.
+    Bins without unambiguous words, or leaving fewer than 5 other unambiguous words per role to fill the contexts (tiny
+    vocabularies), are skipped."""
+    half = task.cfg.n_words // 2
+    n_clean = int((~task.ambiguous).sum()) // 2
+    out = []
+    for lo, hi in rank_bins(half, n_bins):
+        clean = ~task.ambiguous & (task.rank >= lo) & (task.rank < hi)
+        n_words = int(clean.sum()) // 2
+        if n_words < 1 or n_clean - n_words < N_CONTEXT:
+            continue
+        acc = pos_accuracy(task, model, task.opposite_role_batch(clean.nonzero()[:, 0], size, seed=seed + lo))
+        mass = float(task.weight[(task.rank >= lo) & (task.rank < hi)].sum() / task.weight.sum())
+        out.append({"lo": lo, "hi": hi, "context": acc, "mass": mass, "n_words": n_words})
+    return out
