@@ -46,7 +46,8 @@ SEQ_LEN = N_CONTEXT + 2
 
 @dataclass(kw_only=True)
 class POSConfig:
-    """Vocabulary of 1000 words (+ 100 held out + COP), Zipf alpha 1, 5 % ambiguous, tail = last half of ranks."""
+    """Vocabulary of 1000 words (+ 100 held out + COP), Zipf alpha 1, 5 % ambiguous, tail = last half of ranks
+    (the forgetting experiment's preset is `toy_models.forgetting.POSRunConfig`)."""
 
     n_words: int = 1000
     n_heldout: int = 100
