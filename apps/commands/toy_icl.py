@@ -164,7 +164,8 @@ def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Pat
             "In-context use by word frequency (end of training)",
             "Unambiguous words of each frequency-rank bin placed in the role opposite to their training role, where "
             "context and weights disagree: 1 = always answered from the context, 0 = always from the weights. The "
-            "dual process shows as a rising profile: frequent words low (weights), rare words high (context).", [fig.context_by_rank(by_rank, "Answered from the context, by frequency rank")]))
+            "dual process shows as a rising profile: frequent words low (weights), rare words high (context).",
+            [fig.context_by_rank(by_rank, "Answered from the context, by frequency rank")]))
     sections.append(Section("Configs", "", [json_block({n: r["config"] for n, r in runs.items()})]))
     facts = {n: f"held-out final {r['summary'].get('heldout', {}).get('final', float('nan')):.3f}"
              for n, r in runs.items()}

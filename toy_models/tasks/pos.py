@@ -4,10 +4,11 @@ Forgetting"; after Chen et al. 2023's active forgetting).
 
 Vocabulary: `n_words` training words, half nouns and half adjectives, each role with Zipf
 frequencies over its words (rank r has weight (r + 1)^-alpha); a fraction `p_ambiguous` of the
-words of each role, at evenly spaced frequency ranks (`ambiguous_ranks`), are ambiguous and may fill either role; `n_heldout` extra words never appear
-in training; one copula token COP. A fraction `p_absent` of training sequences (default 0) ask about a word
-that is not in the context, so only the weights can answer them: they make knowing the words worth something
-even once the in-context strategy is perfect.
+words of each role, at evenly spaced frequency ranks (`ambiguous_ranks`), are ambiguous and may
+fill either role; `n_heldout` extra words never appear in training; one copula token COP. A
+fraction `p_absent` of training sequences (default 0) ask about a word that is not in the context,
+so only the weights can answer them: they make knowing the words worth something even once the
+in-context strategy is perfect.
 
 A sequence has 7 tokens: n_b nouns (n_b uniform in 1..4), COP, 5 - n_b adjectives, then a query
 token copied from one of the five context words. The target (2 classes: 0 noun, 1 adjective) is
