@@ -149,7 +149,9 @@ def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Pat
                         "drift). Anand et al. predict: without forgetting the "
                         "held-out accuracy rises then decays (transience); active forgetting keeps it; temporary "
                         "forgetting gives in-weights answers for frequent words and in-context ones for rare and "
-                        "unseen words (dual process).",
+                        "unseen words (dual process). Dotted line: 0.7, what a model scores that ignores where the "
+                        "query occurred and answers the majority role given the copula's position; the verdicts judge "
+                        "held-out accuracy above it.",
                         [fig.forgetting_curves({n: r["evals"] for n, r in runs.items()}, kinds, title)])]
     rows = "".join(f"<tr><td>{n}</td>" + "".join(
         f"<td>{r['summary'].get(k, {}).get('final', float('nan')):.3f}</td>" for k in kinds) +

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from apps.figures.common import curves
+from toy_models.tasks.pos import POSITION_PRIOR_ACCURACY
 
 
 def transition_curves(steps: Sequence[float], curve: dict[str, Sequence[float]], transition: dict | None,
@@ -74,6 +75,8 @@ def forgetting_curves(runs: dict[str, dict], kinds: Sequence[str], title: str) -
         for i, k in enumerate(kinds, start=1):
             fig.add_trace(go.Scatter(x=steps, y=[e[k] for e in evals], name=name, legendgroup=name,
                                      showlegend=i == 1, line={"color": colors[j % len(colors)]}), 1, i)
+    # a word-blind model (majority role given the copula's position) scores 0.7 on every set
+    fig.add_hline(y=POSITION_PRIOR_ACCURACY, line_dash="dot", line_color="grey")
     fig.update_yaxes(range=[0, 1.05])
     fig.update_xaxes(title_text="training step")
     fig.update_layout(title=title, height=360, width=max(500, 300 * len(kinds)))

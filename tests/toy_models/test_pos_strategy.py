@@ -6,7 +6,8 @@ from torch import nn
 
 from probes.errors import IclensError
 from toy_models.pos_strategy import context_use_by_rank, rank_bins
-from toy_models.tasks.pos import POSConfig, POSTask
+from toy_models.forgetting import forgetting_summary, structural_share
+from toy_models.tasks.pos import POSITION_PRIOR_ACCURACY, POSConfig, POSTask, pos_accuracy
 
 
 class ContextReader(nn.Module):
@@ -72,3 +73,26 @@ def test_context_use_by_rank_knows_each_strategy():
     assert [r["context"] for r in wts_use] == [0.0] * len(wts_use)
     assert len(ctx_use) >= 4 and abs(sum(r["mass"] for r in ctx_use) - 1) < 1e-5
     assert ctx_use[0]["mass"] > ctx_use[-1]["mass"]  # frequent bins first
+
+
+class PositionPrior(ContextReader):
+    """Ignores the words: the majority role given the copula's position."""
+
+    def forward(self, tokens):
+        cop = (tokens[:, :-1] == self.cop).float().argmax(1)
+        logits = torch.zeros(tokens.shape[0], tokens.shape[1], 2)
+        logits[:, -1, :] = nn.functional.one_hot((cop <= 2).long(), 2).float()  # 1-2 nouns: mostly adjectives
+        return logits
+
+
+def test_held_out_floor_is_the_position_prior():
+    task = POSTask(POSConfig(n_words=40, n_heldout=10))
+    held = task.eval_batch("heldout", 20000)
+    assert POSITION_PRIOR_ACCURACY == pytest.approx(0.7)
+    assert pos_accuracy(task, PositionPrior(task), held) == pytest.approx(POSITION_PRIOR_ACCURACY, abs=0.01)
+    assert pos_accuracy(task, ContextReader(task), held) == 1.0
+    assert structural_share(0.7) == pytest.approx(0.0) and structural_share(1.0) == pytest.approx(1.0)
+    # falling back to the floor is transient even from a modest peak; keeping most of the structure is not
+    down = forgetting_summary([{"step": i, "heldout": h} for i, h in enumerate([0.6, 0.82, 0.82, 0.72])])
+    kept = forgetting_summary([{"step": i, "heldout": h} for i, h in enumerate([0.6, 0.96, 0.96, 0.87])])
+    assert down["transient"] and not kept["transient"]
