@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from probes.errors import IclensError
-from toy_models.pos_strategy import context_use_by_rank, rank_bins
 from toy_models.forgetting import forgetting_summary, structural_share
+from toy_models.pos_strategy import context_use_by_rank, rank_bins
 from toy_models.tasks.pos import POSITION_PRIOR_ACCURACY, POSConfig, POSTask, pos_accuracy
 
 
