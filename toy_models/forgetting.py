@@ -115,7 +115,9 @@ def init_scale(model: nn.Module, name: str) -> float:
 class POSRunConfig:
     """CPU preset: 2000 words (Zipf 1.5, 10 % ambiguous, 10 % of training queries absent from their context), 2 layers x
     4 heads, d_model 64, token embeddings drawn at std 0.1 (positions and other weights at 0.02), AdamW lr 1e-3,
-    batch 128, 8000 steps (3-4 min on one core). Temporary forgetting in the README stops at step 3000.
+    batch 128, 8000 steps (3-4 min on one core) at a constant learning rate. Temporary forgetting in the README stops
+    at step 3000. `lr_schedule="cosine"` decays the rate to 0 over the run instead: the structural strategy then
+    settles rather than fading (README).
 
     Two pressures decide which strategy a word ends up with. Ambiguous words (their role is only in the context) keep
     the in-context strategy alive; absent queries (only the weights can answer) make knowing a word worth something
@@ -140,6 +142,7 @@ class POSRunConfig:
     steps: int = 8000
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     eval_every: int = 0
     eval_size: int = 1000
     checkpoint_every: int = 1000
@@ -148,6 +151,8 @@ class POSRunConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or self.eval_size < 16 or not self.embed_std > 0:
             raise IclensError("steps, batch_size >= 1, lr > 0, embed_std > 0 and eval_size >= 16 are required.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise IclensError(f"lr schedule must be 'constant' or 'cosine' (got {self.lr_schedule!r}).")
         if self.eval_every == 0:
             self.eval_every = max(1, self.steps // 40)
         self.task_config()
@@ -199,8 +204,8 @@ def run_pos_forgetting(cfg: POSRunConfig, fcfg: ForgettingConfig, out: str | Pat
     """Train on the POS task under a forgetting schedule; evals hold every eval set's accuracy."""
     task = POSTask(cfg.task_config())
     model = ToyTransformer(cfg.model_config(), seed=cfg.seed).to(device)
-    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every,
-                       checkpoint_every=cfg.checkpoint_every, seed=cfg.seed)
+    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
+                       eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed)
     run_config = {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()}
     res = train(model, task, tcfg, run_dir=out, run_config=run_config, resume=resume,
                 schedule=make_schedule(fcfg, model), progress=progress, device=device,

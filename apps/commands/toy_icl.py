@@ -194,6 +194,8 @@ def train_pos_forgetting(
     steps: int = typer.Option(POS.steps, "--steps"),
     batch_size: int = typer.Option(POS.batch_size, "--batch-size"),
     lr: float = typer.Option(POS.lr, "--lr"),
+    lr_schedule: str = typer.Option(POS.lr_schedule, "--lr-schedule",
+                                    help="constant, or cosine (decays to 0 over the run)."),
     eval_every: int = typer.Option(0, "--eval-every", help="0: steps / 40."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every"),
     resume: bool = typer.Option(False, "--resume"),
@@ -203,7 +205,7 @@ def train_pos_forgetting(
     """Train on the synthetic part-of-speech task under a forgetting schedule; result.json + report.html in --out."""
     cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, p_absent=p_absent,
                        n_layers=n_layers, d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr,
-                       eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
+                       lr_schedule=lr_schedule, eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)
     check_run_dir(out, {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()},

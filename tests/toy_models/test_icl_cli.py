@@ -8,6 +8,7 @@ import json
 import pytest
 
 from cli_helpers import run_cli_captured as run
+from toy_models.train import TrainConfig
 
 
 def test_icl_classification_cli_writes_result_and_report(tmp_path, capsys):
@@ -29,13 +30,19 @@ def test_icl_classification_cli_writes_result_and_report(tmp_path, capsys):
 
 def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     outs = []
-    for sched, extra in (("none", []), ("temporary", ["--forget-every", "5", "--forget-until", "12"])):
+    for sched, extra in (("none", ["--lr-schedule", "cosine"]),
+                         ("temporary", ["--forget-every", "5", "--forget-until", "12"])):
         out = tmp_path / sched
         code, cap = run(["train", "pos-forgetting", "--out", str(out), "--schedule", sched, *extra, "--n-words", "20",
                          "--d-model", "16", "--steps", "16", "--batch-size", "8", "--eval-every", "8",
                          "--device", "cpu"], capsys)
         assert code == 0, cap.err
         outs.append(out)
+    # the cosine run ends at the rate the schedule gives its last step; the constant one keeps 1e-3
+    last_lr = [json.loads(next((o / "checkpoints").glob("step-0000016")).joinpath("state.json").read_text())
+               ["param_groups"][0]["lr"] for o in outs]
+    assert last_lr == [pytest.approx(TrainConfig(steps=16, lr=1e-3, lr_schedule="cosine").lr_at(15)), 1e-3]
+    assert last_lr[0] < 1e-4
     r = json.loads((outs[1] / "result.json").read_text())
     assert [e["step"] for e in r["events"]] == [5, 10]
     assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like"}
@@ -72,6 +79,7 @@ def test_sweep_cli(tmp_path, capsys):
     (["train", "icl-classification", "--optimizer", "rmsprop"], "optimizer"),
     (["train", "pos-forgetting", "--schedule", "temporary", "--forget-every", "10", "--forget-until", "5"], "until"),
     (["train", "pos-forgetting", "--resume"], "resume"),
+    (["train", "pos-forgetting", "--lr-schedule", "step"], "lr schedule"),
     (["sweep", "--K", "a,b"], "comma-separated"),
     (["sweep", "--B", "3"], "divide"),
     (["report", "forgetting", "--run", "/nonexistent/run"], "missing"),
