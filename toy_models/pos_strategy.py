@@ -4,17 +4,25 @@ Anand et al.'s dual process is a statement about word frequency: frequent words 
 unseen ones from the context. `context_use_by_rank` measures it word class by word class: it puts the unambiguous words
 of each frequency-rank bin in the role opposite to their training role, where the context and the weights disagree,
 and records how often the model follows the context (1: always in context, 0: always from the weights).
+
+`query_attention` looks at the mechanism: the in-context strategy needs a head that takes the query (the last token) to
+its own earlier occurrence, whose side of the copula the answer is; a head on the copula alone gives only the position
+prior (0.7). It records, per eval set, how much each head of each layer attends from the query to the occurrence and to
+the copula, so one sees whether unseen words still get matched.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from probes.errors import IclensError
-from toy_models.tasks.pos import N_CONTEXT, POSTask, pos_accuracy
+from toy_models.tasks.pos import N_CONTEXT, POSTask, fresh_embeddings, pos_accuracy
+
+QUERY_ATTENTION_SETS = ("tail", "switched", "switched_tail", "heldout")
 
 
 def rank_bins(half: int, n_bins: int = 6) -> list[tuple[int, int]]:
@@ -44,4 +52,35 @@ def context_use_by_rank(model: nn.Module, task: POSTask, *, n_bins: int = 6, siz
         acc = pos_accuracy(task, model, task.opposite_role_batch(clean.nonzero()[:, 0], size, seed=seed + lo))
         mass = float(task.weight[(task.rank >= lo) & (task.rank < hi)].sum() / task.weight.sum())
         out.append({"lo": lo, "hi": hi, "context": acc, "mass": mass, "n_words": n_words})
+    return out
+
+
+def query_attention(model: nn.Module, task: POSTask, *, kinds: tuple[str, ...] = QUERY_ATTENTION_SETS, size: int = 500,
+                    seed: int = 99, draws: int = 4) -> dict[str, dict[str, Any]]:
+    """Per eval set: the accuracy, and per layer and head the mean attention from the query (last position) to its own
+    earlier occurrence ("match") and to the copula ("copula"), as [layer][head] lists. The query's attention to itself
+    is part of neither. Held-out words get fresh embedding rows at the model's initialisation scale (`embed_std`), as
+    in the training-time evaluation, averaged over `draws` draws."""
+    if draws < 1:
+        raise IclensError(f"draws must be >= 1 (got {draws}).")
+    c = task.cfg
+    held = range(c.n_words, c.n_words + c.n_heldout)
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]
+    out = {}
+    for kind in kinds:
+        batch = task.eval_batch(kind, size, seed=seed)
+        toks = batch["tokens"].to(next(model.parameters()).device)
+        match = (toks[:, :-1] == toks[:, -1:]).float()  # [batch key]
+        cop = (toks[:, :-1] == c.copula).float()
+        acc, m, cp = 0.0, 0.0, 0.0
+        n = draws if kind == "heldout" else 1
+        for j in range(n):
+            with torch.no_grad(), (fresh_embeddings(model, held, std=model.cfg.embed_std, seed=seed + j)
+                                   if kind == "heldout" else nullcontext()):
+                acc += pos_accuracy(task, model, batch) / n
+                _, cache = model.run_with_cache(toks, names_filter=lambda name: name in names)
+            pat = torch.stack([cache[name][:, :, -1, :-1] for name in names])  # [layer batch head key]
+            m = m + (pat * match[None, :, None]).sum(-1).mean(1) / n
+            cp = cp + (pat * cop[None, :, None]).sum(-1).mean(1) / n
+        out[kind] = {"accuracy": acc, "match": m.tolist(), "copula": cp.tolist()}
     return out

@@ -25,7 +25,7 @@ from probes.results import versions, write_json
 from toy_models.forgetting import (SCHEDULES, ForgettingConfig, POSRunConfig, forgetting_summary, make_schedule,
                                    recorded_curves, run_pos_forgetting)
 from toy_models.icl_iwl_experiment import ICLRunConfig, run_training, summarize
-from toy_models.pos_strategy import context_use_by_rank
+from toy_models.pos_strategy import context_use_by_rank, query_attention
 from toy_models.sweep import phase_table, run_sweep
 from toy_models.train import check_run_dir
 
@@ -168,6 +168,14 @@ def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Pat
             "context and weights disagree: 1 = always answered from the context, 0 = always from the weights. The "
             "dual process shows as a rising profile: frequent words low (weights), rare words high (context).",
             [fig.context_by_rank(by_rank, "Answered from the context, by frequency rank")]))
+    for n, r in runs.items():
+        if r.get("query_attention"):
+            sections.append(Section(
+                f"Where the query looks: {n} (end of training)",
+                "Mean attention from the query (last token) to its own earlier occurrence (top) and to the copula "
+                "(bottom), per layer and head, on each eval set; held-out words with fresh embeddings. The in-context "
+                "strategy matches the query to its occurrence; a head on the copula alone gives only the position "
+                "prior (0.7).", [fig.query_attention(r["query_attention"], f"Where the query looks: {n}")]))
     sections.append(Section("Configs", "", [json_block({n: r["config"] for n, r in runs.items()})]))
     facts = {n: f"held-out final {r['summary'].get('heldout', {}).get('final', float('nan')):.3f}"
              for n, r in runs.items()}
@@ -217,6 +225,7 @@ def train_pos_forgetting(
     result = {"config": {"run": cfg.to_dict(), "forgetting": fcfg.to_dict()}, "steps_done": res.steps_done,
               "steps_per_s": res.steps_per_s, "losses": res.losses, "evals": res.evals, "events": res.events,
               "summary": forgetting_summary(res.evals), "context_by_rank": context_use_by_rank(model.eval(), task),
+              "query_attention": query_attention(model, task),
               "versions": versions()}
     write_json(out / "result.json", result)
     build_forgetting_report(out, {schedule: result}, f"POS forgetting: {schedule} schedule")

@@ -97,3 +97,22 @@ def context_by_rank(runs: dict[str, Sequence[dict]], title: str) -> go.Figure:
     fig.update_yaxes(range=[0, 1.05], title_text="answered from the context")
     fig.update_layout(title=title, height=380, width=640)
     return fig
+
+
+def query_attention(att: dict[str, dict], title: str) -> go.Figure:
+    """Heatmaps (layer x head) of the query's attention to its earlier occurrence (top row) and to the copula (bottom
+    row), one column per eval set (`toy_models.pos_strategy.query_attention`)."""
+    kinds = list(att)
+    fig = make_subplots(rows=2, cols=len(kinds), shared_yaxes=True, vertical_spacing=0.12,
+                        subplot_titles=[f"{k} (acc {att[k]['accuracy']:.2f})" for k in kinds] + [""] * len(kinds))
+    for row, key in enumerate(("match", "copula"), start=1):
+        for col, k in enumerate(kinds, start=1):
+            z = att[k][key]
+            fig.add_trace(go.Heatmap(z=z, x=[f"H{h}" for h in range(len(z[0]))], y=[f"L{i}" for i in range(len(z))],
+                                     zmin=0, zmax=1, colorscale="Blues", showscale=row == 1 and col == len(kinds),
+                                     text=[[f"{v:.2f}" for v in r] for r in z], texttemplate="%{text}",
+                                     hovertemplate=f"{k}, {key}: " + "%{y} %{x} %{z:.2f}<extra></extra>"), row, col)
+        fig.update_yaxes(title_text="to the occurrence" if key == "match" else "to the copula", row=row, col=1)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=420, width=max(480, 230 * len(kinds)))
+    return fig

@@ -139,6 +139,9 @@ def test_forgetting_run_and_sweep_equal_result(app, runs):
     assert any(f"reset at steps {[e['step'] for e in res['events']]}" in c.value for c in app.caption)
     by_rank = by_title(app)["Answered from the context, by frequency rank (end of run)"]["data"]
     np.testing.assert_allclose(array(by_rank[0]["y"]), [b["context"] for b in res["context_by_rank"]])
+    looks = by_title(app)["Where the query looks (end of run)"]["data"]  # match row first, one heatmap per eval set
+    for trace, kind in zip(looks, res["query_attention"]):
+        np.testing.assert_allclose(array(trace["z"]), res["query_attention"][kind]["match"])
     # another forgetting run (a copy) on the same axes: one line per run in every panel
     shutil.copytree(runs / "pos", runs / "pos_copy")
     app.run()

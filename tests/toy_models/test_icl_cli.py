@@ -48,11 +48,17 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like"}
     assert [(b["lo"], b["hi"]) for b in r["context_by_rank"]] == [(0, 1), (1, 2), (2, 4), (4, 6), (6, 10)]
     assert all(0 <= b["context"] <= 1 for b in r["context_by_rank"])
+    att = r["query_attention"]  # 2 layers x 4 heads (the preset's) on every probed eval set
+    assert set(att) == {"tail", "switched", "switched_tail", "heldout"}
+    assert all(len(a["match"]) == 2 and len(a["match"][0]) == 4 and len(a["copula"]) == 2 for a in att.values())
+    assert all(0 <= a["match"][i][h] + a["copula"][i][h] <= 1 + 1e-6
+               for a in att.values() for i in (0, 1) for h in range(4))
     rep = tmp_path / "cmp"
     code, cap = run(["report", "forgetting", "--run", str(outs[0]), "--run", str(outs[1]), "--out", str(rep)], capsys)
     assert code == 0, cap.err
     assert "Forgetting schedules" in (rep / "report.html").read_text()
     assert "In-context use by word frequency" in (rep / "report.html").read_text()
+    assert "Where the query looks: temporary" in (rep / "report.html").read_text()
     assert len(json.loads((rep / "result.json").read_text())["runs"]) == 2
 
 

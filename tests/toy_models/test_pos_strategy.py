@@ -6,7 +6,8 @@ from torch import nn
 
 from probes.errors import IclensError
 from toy_models.forgetting import forgetting_summary, structural_share
-from toy_models.pos_strategy import context_use_by_rank, rank_bins
+from toy_models.models import ToyConfig, ToyTransformer
+from toy_models.pos_strategy import QUERY_ATTENTION_SETS, context_use_by_rank, query_attention, rank_bins
 from toy_models.tasks.pos import POSITION_PRIOR_ACCURACY, POSConfig, POSTask, pos_accuracy
 
 
@@ -96,3 +97,47 @@ def test_held_out_floor_is_the_position_prior():
     down = forgetting_summary([{"step": i, "heldout": h} for i, h in enumerate([0.6, 0.82, 0.82, 0.72])])
     kept = forgetting_summary([{"step": i, "heldout": h} for i, h in enumerate([0.6, 0.96, 0.96, 0.87])])
     assert down["transient"] and not kept["transient"]
+
+
+def one_head_model(task: POSTask, head: str) -> ToyTransformer:
+    """One attention-only layer with one head on one-hot word embeddings (x 6, the norm of a fresh N(0, 1) row in 32
+    dimensions): `head="match"` attends from every token to identical tokens, `head="copula"` to the copula only."""
+    d_vocab = task.cfg.d_vocab
+    cfg = ToyConfig(n_layers=1, n_heads=1, d_model=32, n_ctx=7, d_vocab=d_vocab, d_out=2, attn_only=True,
+                    positional="none", normalization="none", embed_std=1.0)
+    model = ToyTransformer(cfg, seed=0)
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        model.embed.W_E.copy_(6 * torch.eye(d_vocab, 32))
+        if head == "match":
+            attn.W_Q[0] = 10 * torch.eye(32)
+            attn.W_K[0] = torch.eye(32)
+        else:
+            attn.W_Q.zero_()
+            attn.b_Q[0] = 10.0
+            attn.W_K[0] = torch.outer(torch.eye(32)[task.cfg.copula], torch.ones(32))
+    return model.eval()
+
+
+@pytest.mark.parametrize("head, match, copula", [("match", 0.5, 0.0), ("copula", 0.0, 1.0)])
+def test_query_attention_of_hand_built_heads(head, match, copula):
+    """A head that matches identical tokens splits the query's attention between itself and its occurrence (0.5 to the
+    occurrence), fresh held-out words included; a copula head puts it all on the copula."""
+    task = POSTask(POSConfig(n_words=20, n_heldout=10))
+    att = query_attention(one_head_model(task, head), task, size=200)
+    assert list(att) == list(QUERY_ATTENTION_SETS)
+    for kind, a in att.items():
+        assert a["match"][0][0] == pytest.approx(match, abs=1e-3), kind
+        assert a["copula"][0][0] == pytest.approx(copula, abs=1e-3), kind
+        assert 0 <= a["accuracy"] <= 1
+    with pytest.raises(IclensError):
+        query_attention(one_head_model(task, head), task, draws=0)
+
+
+def test_query_attention_leaves_no_hook_and_restores_the_embeddings():
+    task = POSTask(POSConfig(n_words=20, n_heldout=10))
+    model = one_head_model(task, "match")
+    before = model.embed.W_E.detach().clone()
+    query_attention(model, task, size=50)
+    assert torch.equal(model.embed.W_E, before)
+    assert all(not hp.fwd_hooks for hp in model.hook_dict.values())

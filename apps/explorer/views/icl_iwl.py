@@ -165,6 +165,12 @@ def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, 
                         key="pos_by_rank")
         st.caption("Unambiguous words put in the role opposite to their training role: 1 = the model follows the "
                    "context, 0 = its weights. Dual process: frequent words low, rare words high.")
+    if run.get("query_attention"):
+        st.plotly_chart(fig.query_attention(run["query_attention"], "Where the query looks (end of run)"),
+                        key="pos_query_attention")
+        st.caption("Attention from the query to its earlier occurrence (top) and to the copula (bottom), per "
+                   "layer and head. Matching the occurrence is the in-context strategy; the copula alone gives the "
+                   "0.7 prior.")
 
 
 def show_sweep(sw: dict[str, Any]) -> None:
