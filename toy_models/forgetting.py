@@ -151,15 +151,18 @@ class POSRunConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0 or self.eval_size < 16 or not self.embed_std > 0:
             raise IclensError("steps, batch_size >= 1, lr > 0, embed_std > 0 and eval_size >= 16 are required.")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise IclensError(f"lr schedule must be 'constant' or 'cosine' (got {self.lr_schedule!r}).")
         if self.eval_every == 0:
             self.eval_every = max(1, self.steps // 40)
         self.task_config()
+        self.train_config()  # checks the optimisation settings (e.g. the lr schedule) before anything is written
 
     def task_config(self) -> POSConfig:
         return POSConfig(n_words=self.n_words, n_heldout=self.n_heldout, zipf_alpha=self.zipf_alpha,
                          p_ambiguous=self.p_ambiguous, p_absent=self.p_absent)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule,
+                           eval_every=self.eval_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
 
     def model_config(self) -> ToyConfig:
         return ToyConfig(n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model, n_ctx=SEQ_LEN,
@@ -204,8 +207,7 @@ def run_pos_forgetting(cfg: POSRunConfig, fcfg: ForgettingConfig, out: str | Pat
     """Train on the POS task under a forgetting schedule; evals hold every eval set's accuracy."""
     task = POSTask(cfg.task_config())
     model = ToyTransformer(cfg.model_config(), seed=cfg.seed).to(device)
-    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
-                       eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed)
+    tcfg = cfg.train_config()
     run_config = {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()}
     res = train(model, task, tcfg, run_dir=out, run_config=run_config, resume=resume,
                 schedule=make_schedule(fcfg, model), progress=progress, device=device,

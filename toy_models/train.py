@@ -74,7 +74,7 @@ class TrainConfig:
         if not 0 <= self.momentum < 1:
             raise IclensError(f"momentum must lie in [0, 1) (got {self.momentum}).")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise IclensError(f"lr_schedule must be 'constant' or 'cosine' (got {self.lr_schedule!r}).")
+            raise IclensError(f"lr schedule must be 'constant' or 'cosine' (got {self.lr_schedule!r}).")
         if min(self.warmup_steps, self.eval_every, self.checkpoint_every) < 0 or self.grad_clip < 0:
             raise IclensError("warmup_steps, eval_every, checkpoint_every and grad_clip must be >= 0.")
         self.betas = tuple(self.betas)

@@ -253,7 +253,8 @@ def report_forgetting(
         loaded[name] = res
     out = prepare_out(out)
     write_json(out / "result.json", {"runs": {n: {"summary": r["summary"], "evals": r["evals"],
-                                                  "context_by_rank": r.get("context_by_rank")}
+                                                  "context_by_rank": r.get("context_by_rank"),
+                                                  "query_attention": r.get("query_attention")}
                                               for n, r in loaded.items()}, "versions": versions()})
     build_forgetting_report(out, loaded, "Forgetting schedules on the part-of-speech task")
     typer.echo(f"wrote {out / 'result.json'} and {out / 'report.html'}")
