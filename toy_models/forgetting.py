@@ -41,7 +41,8 @@ POS_CURVES = (*POS_EVAL_KINDS, "heldout_like")  # what every POS evaluation reco
 
 
 def recorded_curves(*runs_evals: list[dict[str, Any]]) -> list[str]:
-    """The POS_CURVES every given run recorded (runs from before "heldout_like" lack it), in POS_CURVES order."""
+    """The POS_CURVES every given run recorded (runs from before "heldout_like" or "ambiguous" lack them, and so do
+    vocabularies without ambiguous words), in POS_CURVES order."""
     return [k for k in POS_CURVES if all(k in evals[0] for evals in runs_evals if evals)]
 
 
@@ -186,7 +187,8 @@ def make_pos_eval_fn(task: POSTask, size: int, *, std: float, seed: int = 4321, 
     strategy alone. A model trained purely in context scores 0.99 on "heldout_like" but 0.73 on "heldout"
     (init-scale rows have about half a trained word's norm), so the gap between the two is the drift.
     """
-    sets = {k: task.eval_batch(k, size, seed=seed + i) for i, k in enumerate(POS_EVAL_KINDS)}
+    sets = {k: task.eval_batch(k, size, seed=seed + i) for i, k in enumerate(POS_EVAL_KINDS)
+            if k != "ambiguous" or task.ambiguous.any()}
     heldout = range(task.cfg.n_words, task.cfg.n_words + task.cfg.n_heldout)
 
     def eval_fn(model, step: int) -> dict[str, float]:

@@ -76,6 +76,24 @@ def test_context_use_by_rank_knows_each_strategy():
     assert ctx_use[0]["mass"] > ctx_use[-1]["mass"]  # frequent bins first
 
 
+def test_ambiguous_eval_set_needs_the_context():
+    task = POSTask(POSConfig(n_words=200, n_heldout=10, zipf_alpha=1.0, p_ambiguous=0.1))
+    b = task.eval_batch("ambiguous", 4000)
+    ctx, q = b["tokens"][:, :-1], b["tokens"][:, -1]
+    assert task.ambiguous[q].all() and torch.all((ctx == q[:, None]).sum(1) == 1)  # an ambiguous query, once
+    cop = (ctx == task.cfg.copula).float().argmax(1)
+    assert torch.equal(b["target"], ((ctx == q[:, None]).float().argmax(1) > cop).long())
+    others = ctx[(ctx != task.cfg.copula) & (ctx != q[:, None])].view(4000, 4)
+    assert not task.ambiguous[others].any()
+    assert abs(b["target"].float().mean().item() - 0.5) < 0.03  # either role, as in training
+    freq = torch.bincount(task.rank[q], minlength=100).float()
+    assert freq[5] > 3 * freq[95]  # ambiguous words drawn by frequency (ranks 5, 15, ..., 95)
+    assert pos_accuracy(task, ContextReader(task), b) == 1.0
+    assert abs(pos_accuracy(task, WeightReader(task), b) - 0.5) < 0.03  # a word's home role is right half the time
+    with pytest.raises(IclensError, match="ambiguous words"):
+        POSTask(POSConfig(n_words=40, n_heldout=10, p_ambiguous=0.0)).eval_batch("ambiguous", 4)
+
+
 class PositionPrior(ContextReader):
     """Ignores the words: the majority role given the copula's position."""
 

@@ -20,7 +20,9 @@ Eval sets (`eval_batch`): "in_dist" (the training distribution), "tail" (rare un
 in their own roles), "switched" (frequent unambiguous words in the opposite role: in-weights
 answers are wrong), "switched_tail" (rare words in the opposite role), "heldout" (words never
 seen in training; `fresh_embeddings` re-draws their embedding rows, at the initialisation scale or from
-the statistics of the trained words, so only structure can help).
+the statistics of the trained words, so only structure can help), "ambiguous" (a trained ambiguous word as the
+query, among unambiguous words: in-context use on words the model knows, the paper's *conditional* ICL, against
+the *structural* ICL of the held-out words; only when the vocabulary has ambiguous words).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from toy_models.tasks.base import Batch
 from toy_models.tasks.classification import zipf_probs
 from toy_models.tasks.registry import register_task
 
-POS_EVAL_KINDS = ("in_dist", "tail", "switched", "switched_tail", "heldout")
+POS_EVAL_KINDS = ("in_dist", "tail", "switched", "switched_tail", "heldout", "ambiguous")
 N_CONTEXT = 5
 SEQ_LEN = N_CONTEXT + 2
 # Accuracy without knowing where the query occurred: the majority role given the copula's position (n_b nouns,
@@ -186,6 +188,8 @@ class POSTask:
             logp[:, c.n_words:] = 0.0  # uniform over the held-out words, either role
             words, nb = self._draw_roles(n, g, logp)
             return self._assemble(words, nb, g)
+        if kind == "ambiguous":
+            return self._ambiguous_query_batch(n, g)
         clean = ~self.ambiguous & (self.tail if kind in ("tail", "switched_tail") else torch.ones_like(self.tail))
         uniform = kind in ("tail", "switched_tail")
         base = torch.zeros_like(self.weight) if uniform else self.weight.log()
@@ -194,6 +198,19 @@ class POSTask:
                             for r in (0, 1)])
         words, nb = self._draw_roles(n, g, logp)
         return self._assemble(words, nb, g)
+
+    def _ambiguous_query_batch(self, n: int, g: torch.Generator) -> Batch:
+        """Unambiguous context words in their own roles (by frequency); the query slot's word, drawn uniformly, becomes
+        an ambiguous word drawn by frequency, so only the context tells its role in this sentence."""
+        amb = self.ambiguous.nonzero()[:, 0]
+        if not len(amb):
+            raise IclensError("the ambiguous eval set needs ambiguous words: p_ambiguous gives none here.")
+        logp = torch.stack([torch.where(~self.ambiguous & (self.role == r), self.weight.log(), -torch.inf)
+                            for r in (0, 1)])
+        words, n_before = self._draw_roles(n, g, logp)
+        q = torch.randint(0, N_CONTEXT, (n,), generator=g)
+        words[torch.arange(n), q] = amb[torch.multinomial(self.weight[amb], n, replacement=True, generator=g)]
+        return self._assemble(words, n_before, g, q[:, None])
 
     def opposite_role_batch(self, query_words: torch.Tensor, n: int, *, seed: int = 777) -> Batch:
         """n sequences whose query is one of `query_words` (unambiguous training words, drawn uniformly) in the role
