@@ -22,7 +22,7 @@ from torch import nn
 from probes.errors import IclensError
 from toy_models.tasks.pos import N_CONTEXT, POSTask, fresh_embeddings, pos_accuracy
 
-QUERY_ATTENTION_SETS = ("tail", "switched", "switched_tail", "heldout")
+QUERY_ATTENTION_SETS = ("tail", "switched", "switched_tail", "heldout", "ambiguous")
 
 
 def rank_bins(half: int, n_bins: int = 6) -> list[tuple[int, int]]:
@@ -55,14 +55,17 @@ def context_use_by_rank(model: nn.Module, task: POSTask, *, n_bins: int = 6, siz
     return out
 
 
-def query_attention(model: nn.Module, task: POSTask, *, kinds: tuple[str, ...] = QUERY_ATTENTION_SETS, size: int = 500,
+def query_attention(model: nn.Module, task: POSTask, *, kinds: tuple[str, ...] | None = None, size: int = 500,
                     seed: int = 99, draws: int = 4) -> dict[str, dict[str, Any]]:
     """Per eval set: the accuracy, and per layer and head the mean attention from the query (last position) to its own
     earlier occurrence ("match") and to the copula ("copula"), as [layer][head] lists. The query's attention to itself
     is part of neither. Held-out words get fresh embedding rows at the model's initialisation scale (`embed_std`), as
-    in the training-time evaluation, averaged over `draws` draws."""
+    in the training-time evaluation, averaged over `draws` draws. kinds: default QUERY_ATTENTION_SETS, without
+    "ambiguous" when the vocabulary has no ambiguous words."""
     if draws < 1:
         raise IclensError(f"draws must be >= 1 (got {draws}).")
+    if kinds is None:
+        kinds = tuple(k for k in QUERY_ATTENTION_SETS if k != "ambiguous" or bool(task.ambiguous.any()))
     c = task.cfg
     held = range(c.n_words, c.n_words + c.n_heldout)
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]

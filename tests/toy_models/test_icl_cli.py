@@ -45,11 +45,11 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     assert last_lr[0] < 1e-4
     r = json.loads((outs[1] / "result.json").read_text())
     assert [e["step"] for e in r["events"]] == [5, 10]
-    assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like"}
+    assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like", "ambiguous"}
     assert [(b["lo"], b["hi"]) for b in r["context_by_rank"]] == [(0, 1), (1, 2), (2, 4), (4, 6), (6, 10)]
     assert all(0 <= b["context"] <= 1 for b in r["context_by_rank"])
     att = r["query_attention"]  # 2 layers x 4 heads (the preset's) on every probed eval set
-    assert set(att) == {"tail", "switched", "switched_tail", "heldout"}
+    assert set(att) == {"tail", "switched", "switched_tail", "heldout", "ambiguous"}  # 20 words: one ambiguous per role
     assert all(len(a["match"]) == 2 and len(a["match"][0]) == 4 and len(a["copula"]) == 2 for a in att.values())
     assert all(0 <= a["match"][i][h] + a["copula"][i][h] <= 1 + 1e-6
                for a in att.values() for i in (0, 1) for h in range(4))

@@ -141,15 +141,17 @@ def one_head_model(task: POSTask, head: str) -> ToyTransformer:
 def test_query_attention_of_hand_built_heads(head, match, copula):
     """A head that matches identical tokens splits the query's attention between itself and its occurrence (0.5 to the
     occurrence), fresh held-out words included; a copula head puts it all on the copula."""
-    task = POSTask(POSConfig(n_words=20, n_heldout=10))
+    task = POSTask(POSConfig(n_words=20, n_heldout=10, p_ambiguous=0.2))
     att = query_attention(one_head_model(task, head), task, size=200)
-    assert list(att) == list(QUERY_ATTENTION_SETS)
+    assert list(att) == list(QUERY_ATTENTION_SETS)  # ambiguous words included
     for kind, a in att.items():
         assert a["match"][0][0] == pytest.approx(match, abs=1e-3), kind
         assert a["copula"][0][0] == pytest.approx(copula, abs=1e-3), kind
         assert 0 <= a["accuracy"] <= 1
     with pytest.raises(IclensError):
         query_attention(one_head_model(task, head), task, draws=0)
+    plain = POSTask(POSConfig(n_words=20, n_heldout=10, p_ambiguous=0.0))
+    assert "ambiguous" not in query_attention(one_head_model(plain, head), plain, size=20)  # none to ask about
 
 
 def test_query_attention_leaves_no_hook_and_restores_the_embeddings():
