@@ -112,8 +112,12 @@ def wait_for(driver, text: str, timeout: float = 30) -> None:
 def type_prompt(driver, text: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    box = driver.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Prompt"]')
+    # waited for, not looked up once: on a loaded machine the page text can arrive before the widget is rendered
+    box = WebDriverWait(driver, 30, poll_frequency=0.2).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, 'textarea[aria-label="Prompt"]')))
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)
     box.send_keys(text)
