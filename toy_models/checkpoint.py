@@ -7,7 +7,8 @@ A run folder holds `config.json` (everything that made the run), a pointer file
 - `optimizer.safetensors`  the optimiser's per-parameter state, flattened `state.{i}.{key}`;
 - `state.safetensors`      RNG states (torch CPU/CUDA, numpy key array, the task generator)
                            and the per-step loss history;
-- `state.json`             step, optimiser param_groups, python/numpy RNG scalars, evals, extra.
+- `state.json`             step, optimiser param_groups, python/numpy RNG scalars, evals, extra;
+- `average.safetensors`    the parameter average's state_dict, in runs that keep one (`ema_decay`).
 
 A checkpoint folder is written under a temporary name and renamed into place, then
 the pointer is replaced atomically (temp file + os.replace), so a run killed at any
@@ -94,8 +95,13 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict[str
     return {"state": state, "param_groups": groups}
 
 
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    task_generator: torch.Generator, state: TrainState) -> Path:
+                    task_generator: torch.Generator, state: TrainState, *,
+                    average: torch.nn.Module | None = None) -> Path:
     """Write checkpoint `step-{state.step}` atomically and point `checkpoint.json` at it; keep the previous one."""
     run_dir = Path(run_dir)
     ck_root = run_dir / "checkpoints"
@@ -105,8 +111,9 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         shutil.rmtree(stale, ignore_errors=True)
     tmp = ck_root / f".tmp-{name}"
     tmp.mkdir()
-    model_sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(model_sd, str(tmp / "model.safetensors"))
+    save_file(_cpu_state(model), str(tmp / "model.safetensors"))
+    if average is not None:
+        save_file(_cpu_state(average), str(tmp / "average.safetensors"))
     opt_tensors, groups = _flatten_optimizer(optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     rng_tensors, rng_scalars = capture_rng(task_generator)
@@ -143,12 +150,15 @@ def read_pointer(run_dir: Path, *, missing_ok: bool = False) -> dict[str, Any] |
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    task_generator: torch.Generator | None, *, restore_rngs: bool = True) -> TrainState:
-    """Load the checkpoint `checkpoint.json` points at into `model` (and optimiser, RNGs); IclensError if broken."""
+                    task_generator: torch.Generator | None, *, restore_rngs: bool = True,
+                    average: torch.nn.Module | None = None) -> TrainState:
+    """Load the checkpoint `checkpoint.json` points at into `model` (and optimiser, parameter average, RNGs);
+    IclensError if broken."""
     ptr = read_pointer(run_dir)
     folder = Path(run_dir) / ptr["path"]
     hint = "delete the run folder or start a new --out"
-    needed = ["model.safetensors", "state.json", "state.safetensors"] + (["optimizer.safetensors"] if optimizer else [])
+    needed = (["model.safetensors", "state.json", "state.safetensors"] + (["optimizer.safetensors"] if optimizer else [])
+              + (["average.safetensors"] if average is not None else []))
     missing = [n for n in needed if not (folder / n).is_file()]
     if missing:
         raise IclensError(f"checkpoint {folder} is incomplete ({', '.join(missing)} missing): {hint}.")
@@ -157,6 +167,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         meta = json.loads((folder / "state.json").read_text())
         st = load_file(str(folder / "state.safetensors"))
         opt_t = load_file(str(folder / "optimizer.safetensors")) if optimizer is not None else None
+        avg_sd = load_file(str(folder / "average.safetensors")) if average is not None else None
     except (SafetensorError, ValueError, OSError) as e:
         raise IclensError(f"checkpoint {folder} is corrupt ({type(e).__name__}): {hint}.") from None
     try:
@@ -164,6 +175,8 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         model.load_state_dict({k: v.to(device) for k, v in model_sd.items()})
         if optimizer is not None:
             optimizer.load_state_dict(_unflatten_optimizer(opt_t, meta["param_groups"]))
+        if average is not None:
+            average.load_state_dict({k: v.to(device) for k, v in avg_sd.items()})
     except (RuntimeError, KeyError, ValueError) as e:
         raise IclensError(f"checkpoint {folder} does not fit this model ({str(e).splitlines()[0][:120]}): {hint}.") from None
     if restore_rngs and task_generator is not None:

@@ -40,6 +40,20 @@ SCHEDULES = ("none", "active", "temporary")
 POS_CURVES = (*POS_EVAL_KINDS, "heldout_like")  # what every POS evaluation records
 
 
+def average_evals(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The parameter average's evaluations (the `ema_<key>` entries of a run with `ema_decay`), keyed like the live
+    model's; [] for a run that keeps no average."""
+    return [{"step": e["step"], **{k[4:]: v for k, v in e.items() if k.startswith("ema_")}}
+            for e in evals if any(k.startswith("ema_") for k in e)]
+
+
+def average_kinds(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The eval sets worth comparing live against averaged (switched, held-out, ambiguous words) that every given run
+    recorded for its parameter average."""
+    have = recorded_curves(*(average_evals(evals) for evals in runs.values()))
+    return [k for k in ("switched", "heldout", "ambiguous") if k in have]
+
+
 def recorded_curves(*runs_evals: list[dict[str, Any]]) -> list[str]:
     """The POS_CURVES every given run recorded (runs from before "heldout_like" or "ambiguous" lack them, and so do
     vocabularies without ambiguous words), in POS_CURVES order."""
@@ -118,7 +132,8 @@ class POSRunConfig:
     4 heads, d_model 64, token embeddings drawn at std 0.1 (positions and other weights at 0.02), AdamW lr 1e-3,
     batch 128, 8000 steps (3-4 min on one core) at a constant learning rate. Temporary forgetting in the README stops
     at step 3000. `lr_schedule="cosine"` decays the rate to 0 over the run instead: the structural strategy then
-    settles rather than fading (README).
+    settles rather than fading (README). `ema_decay` > 0 also evaluates an exponential moving average of the weights
+    (`ema_<set>` curves; `toy_models.train`), the centre the constant-rate weights jitter around.
 
     Two pressures decide which strategy a word ends up with. Ambiguous words (their role is only in the context) keep
     the in-context strategy alive; absent queries (only the weights can answer) make knowing a word worth something
@@ -144,6 +159,7 @@ class POSRunConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    ema_decay: float = 0.0
     eval_every: int = 0
     eval_size: int = 1000
     checkpoint_every: int = 1000
@@ -163,7 +179,8 @@ class POSRunConfig:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule,
-                           eval_every=self.eval_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
+                           ema_decay=self.ema_decay, eval_every=self.eval_every,
+                           checkpoint_every=self.checkpoint_every, seed=self.seed)
 
     def model_config(self) -> ToyConfig:
         return ToyConfig(n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model, n_ctx=SEQ_LEN,
@@ -256,6 +273,7 @@ def forgetting_summary(evals: list[dict[str, Any]]) -> dict[str, Any]:
     persistent: held-out accuracy ends within 0.05 of its peak and above 0.75;
     dual_process: held-out and tail-switched accuracy end above 0.75 while frequent switched words end below 0.5
     (the model answers frequent words from its weights and rare or unseen ones from the context).
+    "ema": the same summary of the parameter average's curves, in runs that keep one (`average_evals`).
     """
     if not evals:
         return {}
@@ -272,4 +290,7 @@ def forgetting_summary(evals: list[dict[str, Any]]) -> dict[str, Any]:
         out["persistent"] = bool(h["final"] > 0.75 and h["drop"] <= 0.05)
         st, sw = out.get("switched_tail"), out.get("switched")
         out["dual_process"] = bool(st and sw and h["final"] > 0.75 and st["final"] > 0.75 and sw["final"] < 0.5)
+    average = average_evals(evals)
+    if average:
+        out["ema"] = forgetting_summary(average)
     return out

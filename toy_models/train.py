@@ -19,6 +19,13 @@ Plug-in points (used by later experiments, e.g. forgetting schedules):
 - `callbacks`: called after every step with a `StepInfo`;
 - `eval_fn(model, step) -> dict[str, float]`: every `eval_every` steps and at the end,
   on its own seeded data (it must not draw from the training generator).
+
+`ema_decay > 0` also keeps an exponential moving average of the parameters (torch's
+`AveragedModel` with its EMA update, after every optimiser step, checkpointed and
+resumed with the run) and evaluates it beside the live model: each eval entry gains
+`ema_<key>` for every key of `eval_fn`. A constant learning rate keeps the live weights
+jittering around the trajectory's centre; the average shows that centre, so a curve
+that falls only in the live model is noise, one that falls in both is the trajectory.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from probes.errors import IclensError
@@ -58,6 +66,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0
+    ema_decay: float = 0.0
     eval_every: int = 0
     checkpoint_every: int = 0
     seed: int = 0
@@ -75,6 +84,8 @@ class TrainConfig:
             raise IclensError(f"momentum must lie in [0, 1) (got {self.momentum}).")
         if self.lr_schedule not in ("constant", "cosine"):
             raise IclensError(f"lr schedule must be 'constant' or 'cosine' (got {self.lr_schedule!r}).")
+        if not 0 <= self.ema_decay < 1:
+            raise IclensError(f"ema decay must lie in [0, 1) (got {self.ema_decay}); 0 keeps no average.")
         if min(self.warmup_steps, self.eval_every, self.checkpoint_every) < 0 or self.grad_clip < 0:
             raise IclensError("warmup_steps, eval_every, checkpoint_every and grad_clip must be >= 0.")
         self.betas = tuple(self.betas)
@@ -185,16 +196,17 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, run_dir: str | Path 
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
     state = TrainState()
     if resume:
-        state = load_checkpoint(run_dir, model, optimizer, generator)
+        state = load_checkpoint(run_dir, model, optimizer, generator, average=average)
     elif run_dir is not None:
         write_config(run_dir, run_config)
     start = state.step
 
     def checkpoint() -> None:
         if run_dir is not None:
-            save_checkpoint(run_dir, model, optimizer, generator, state)
+            save_checkpoint(run_dir, model, optimizer, generator, state, average=average)
 
     t0 = time.perf_counter() - state.elapsed_s
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
@@ -222,6 +234,8 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, run_dir: str | Path 
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if average is not None:
+                    average.update_parameters(model)
                 state.losses.append(loss.item())
                 state.step = step + 1
                 for cb in callbacks:
@@ -230,6 +244,9 @@ def train(model: nn.Module, task: Any, cfg: TrainConfig, *, run_dir: str | Path 
                 if eval_fn is not None and ((cfg.eval_every and state.step % cfg.eval_every == 0) or done):
                     model.eval()
                     state.evals.append({"step": state.step, **eval_fn(model, state.step)})
+                    if average is not None:
+                        ema = eval_fn(average.module.eval(), state.step)
+                        state.evals[-1].update({f"ema_{k}": v for k, v in ema.items()})
                     model.train()
                 state.elapsed_s = time.perf_counter() - t0
                 if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and not done:

@@ -22,8 +22,8 @@ from apps.report import Section, json_block, write_report
 from probes.errors import IclensError
 from probes.models import resolve_device
 from probes.results import versions, write_json
-from toy_models.forgetting import (SCHEDULES, ForgettingConfig, POSRunConfig, forgetting_summary, make_schedule,
-                                   recorded_curves, run_pos_forgetting)
+from toy_models.forgetting import (SCHEDULES, ForgettingConfig, POSRunConfig, average_evals, average_kinds,
+                                   forgetting_summary, make_schedule, recorded_curves, run_pos_forgetting)
 from toy_models.icl_iwl_experiment import ICLRunConfig, run_training, summarize
 from toy_models.pos_strategy import context_use_by_rank, query_attention
 from toy_models.sweep import phase_table, run_sweep
@@ -162,6 +162,14 @@ def build_forgetting_report(out: Path, runs: dict[str, dict], title: str) -> Pat
     head = "".join(f"<th>{k}</th>" for k in ("run", *kinds, "transient", "persistent", "dual process"))
     sections.append(Section("Final accuracies and verdicts", "Verdict rules: see toy_models.forgetting.forgetting_summary.",
                             [f"<table class='facts'><tr>{head}</tr>{rows}</table>"]))
+    averaged = {n: r["evals"] for n, r in runs.items() if average_evals(r["evals"])}
+    if averaged:
+        sections.append(Section(
+            "Live weights and their moving average",
+            "Runs trained with --ema-decay also evaluate an exponential moving average of the weights (dashed), the "
+            "centre the live weights (solid) jitter around at a constant learning rate. A fall in the live curve "
+            "alone is noise; a fall in both is the trajectory itself.",
+            [fig.live_vs_average(averaged, average_kinds(averaged), "Live weights vs their moving average")]))
     by_rank = {n: r["context_by_rank"] for n, r in runs.items() if r.get("context_by_rank")}
     if by_rank:
         sections.append(Section(
@@ -206,6 +214,9 @@ def train_pos_forgetting(
     lr: float = typer.Option(POS.lr, "--lr"),
     lr_schedule: str = typer.Option(POS.lr_schedule, "--lr-schedule",
                                     help="constant, or cosine (decays to 0 over the run)."),
+    ema_decay: float = typer.Option(POS.ema_decay, "--ema-decay",
+                                    help="Also evaluate an exponential moving average of the weights with this decay "
+                                         "(e.g. 0.999); 0: none."),
     eval_every: int = typer.Option(0, "--eval-every", help="0: steps / 40."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every"),
     resume: bool = typer.Option(False, "--resume"),
@@ -215,7 +226,8 @@ def train_pos_forgetting(
     """Train on the synthetic part-of-speech task under a forgetting schedule; result.json + report.html in --out."""
     cfg = POSRunConfig(n_words=n_words, zipf_alpha=zipf_alpha, p_ambiguous=p_ambiguous, p_absent=p_absent,
                        n_layers=n_layers, d_model=d_model, embed_std=embed_std, steps=steps, batch_size=batch_size, lr=lr,
-                       lr_schedule=lr_schedule, eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
+                       lr_schedule=lr_schedule, ema_decay=ema_decay, eval_every=eval_every,
+                       checkpoint_every=checkpoint_every, seed=seed)
     fcfg = ForgettingConfig(schedule=schedule, k=forget_every, until=forget_until,
                             reset_optimizer_state=reset_optimizer, seed=seed)
     check_run_dir(out, {"experiment": "pos-forgetting", "run": cfg.to_dict(), "forgetting": fcfg.to_dict()},

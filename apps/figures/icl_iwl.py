@@ -66,21 +66,41 @@ def phase_diagram(tables: Sequence[dict], title: str) -> go.Figure:
     return fig
 
 
-def forgetting_curves(runs: dict[str, dict], kinds: Sequence[str], title: str) -> go.Figure:
-    """One panel per eval set, one line per schedule: accuracy over training."""
-    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=list(kinds), shared_yaxes=True)
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    for j, (name, evals) in enumerate(runs.items()):
-        steps = [e["step"] for e in evals]
-        for i, k in enumerate(kinds, start=1):
-            fig.add_trace(go.Scatter(x=steps, y=[e[k] for e in evals], name=name, legendgroup=name,
-                                     showlegend=i == 1, line={"color": colors[j % len(colors)]}), 1, i)
+RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+
+
+def _accuracy_panels(fig: go.Figure, kinds: Sequence[str], title: str) -> go.Figure:
     # a word-blind model (majority role given the copula's position) scores 0.7 on every set
     fig.add_hline(y=POSITION_PRIOR_ACCURACY, line_dash="dot", line_color="grey")
     fig.update_yaxes(range=[0, 1.05])
     fig.update_xaxes(title_text="training step")
     fig.update_layout(title=title, height=360, width=max(500, 300 * len(kinds)))
     return fig
+
+
+def forgetting_curves(runs: dict[str, dict], kinds: Sequence[str], title: str) -> go.Figure:
+    """One panel per eval set, one line per schedule: accuracy over training."""
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=list(kinds), shared_yaxes=True)
+    for j, (name, evals) in enumerate(runs.items()):
+        steps = [e["step"] for e in evals]
+        for i, k in enumerate(kinds, start=1):
+            fig.add_trace(go.Scatter(x=steps, y=[e[k] for e in evals], name=name, legendgroup=name,
+                                     showlegend=i == 1, line={"color": RUN_COLORS[j % len(RUN_COLORS)]}), 1, i)
+    return _accuracy_panels(fig, kinds, title)
+
+
+def live_vs_average(runs: dict[str, list[dict]], kinds: Sequence[str], title: str) -> go.Figure:
+    """One panel per eval set; per run, the live weights (solid) and their moving average (dashed: the `ema_<set>`
+    entries of a run trained with `ema_decay`)."""
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=list(kinds), shared_yaxes=True)
+    for j, (name, evals) in enumerate(runs.items()):
+        steps = [e["step"] for e in evals]
+        for i, k in enumerate(kinds, start=1):
+            for label, key, dash in ((name, k, "solid"), (f"{name}, weight average", f"ema_{k}", "dash")):
+                fig.add_trace(go.Scatter(x=steps, y=[e[key] for e in evals], name=label, legendgroup=label,
+                                         showlegend=i == 1, line={"color": RUN_COLORS[j % len(RUN_COLORS)],
+                                                                  "dash": dash}), 1, i)
+    return _accuracy_panels(fig, kinds, title)
 
 
 def context_by_rank(runs: dict[str, Sequence[dict]], title: str) -> go.Figure:

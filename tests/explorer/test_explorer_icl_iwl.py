@@ -36,7 +36,7 @@ def icl_runs(tmp_path_factory):
         write_json(base / "icl" / "result.json", {**summarize(model, task, cfg, res), "schedule": None})
         for args in (["train", "pos-forgetting", "--out", str(base / "pos"), "--schedule", "active", "--forget-every",
                       "4", "--n-words", "20", "--d-model", "16", "--steps", "12", "--batch-size", "8", "--eval-every",
-                      "4", "--device", "cpu"],
+                      "4", "--ema-decay", "0.9", "--device", "cpu"],
                      ["sweep", "--out", str(base / "sweep"), "--K", "16,32", "--B", "2", "--eps", "0,0.4", "--steps", "4",
                       "--batch-size", "8", "--eval-size", "16", "--device", "cpu"]):
             with pytest.raises(SystemExit) as e:
@@ -139,6 +139,11 @@ def test_forgetting_run_and_sweep_equal_result(app, runs):
     assert any(f"reset at steps {[e['step'] for e in res['events']]}" in c.value for c in app.caption)
     by_rank = by_title(app)["Answered from the context, by frequency rank (end of run)"]["data"]
     np.testing.assert_allclose(array(by_rank[0]["y"]), [b["context"] for b in res["context_by_rank"]])
+    average = by_title(app)["Live weights vs their moving average"]["data"]  # per eval set: live, then the average
+    kinds = [k for k in ("switched", "heldout", "ambiguous") for _ in (0, 1)]
+    assert [t["line"]["dash"] for t in average] == ["solid", "dash"] * 3
+    for trace, kind, prefix in zip(average, kinds, ["", "ema_"] * 3):
+        np.testing.assert_allclose(array(trace["y"]), [e[prefix + kind] for e in res["evals"]])
     looks = by_title(app)["Where the query looks (end of run)"]["data"]  # match row first, one heatmap per eval set
     for trace, kind in zip(looks, res["query_attention"]):
         np.testing.assert_allclose(array(trace["z"]), res["query_attention"][kind]["match"])

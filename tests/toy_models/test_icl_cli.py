@@ -31,7 +31,7 @@ def test_icl_classification_cli_writes_result_and_report(tmp_path, capsys):
 def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     outs = []
     for sched, extra in (("none", ["--lr-schedule", "cosine"]),
-                         ("temporary", ["--forget-every", "5", "--forget-until", "12"])):
+                         ("temporary", ["--forget-every", "5", "--forget-until", "12", "--ema-decay", "0.9"])):
         out = tmp_path / sched
         code, cap = run(["train", "pos-forgetting", "--out", str(out), "--schedule", sched, *extra, "--n-words", "20",
                          "--d-model", "16", "--steps", "16", "--batch-size", "8", "--eval-every", "8",
@@ -46,6 +46,9 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     r = json.loads((outs[1] / "result.json").read_text())
     assert [e["step"] for e in r["events"]] == [5, 10]
     assert set(r["evals"][-1]) >= {"in_dist", "tail", "switched", "switched_tail", "heldout", "heldout_like", "ambiguous"}
+    assert {f"ema_{k}" for k in ("heldout", "switched", "ambiguous")} <= set(r["evals"][-1])  # the weight average too
+    assert set(r["summary"]["ema"]) >= {"heldout", "transient", "dual_process"}
+    assert "ema_heldout" not in json.loads((outs[0] / "result.json").read_text())["evals"][-1]  # only when asked
     assert [(b["lo"], b["hi"]) for b in r["context_by_rank"]] == [(0, 1), (1, 2), (2, 4), (4, 6), (6, 10)]
     assert all(0 <= b["context"] <= 1 for b in r["context_by_rank"])
     att = r["query_attention"]  # 2 layers x 4 heads (the preset's) on every probed eval set
@@ -59,6 +62,7 @@ def test_pos_forgetting_cli_and_report(tmp_path, capsys):
     assert "Forgetting schedules" in (rep / "report.html").read_text()
     assert "In-context use by word frequency" in (rep / "report.html").read_text()
     assert "Where the query looks: temporary" in (rep / "report.html").read_text()
+    assert "Live weights and their moving average" in (rep / "report.html").read_text()
     assert len(json.loads((rep / "result.json").read_text())["runs"]) == 2
 
 
@@ -86,6 +90,7 @@ def test_sweep_cli(tmp_path, capsys):
     (["train", "pos-forgetting", "--schedule", "temporary", "--forget-every", "10", "--forget-until", "5"], "until"),
     (["train", "pos-forgetting", "--resume"], "resume"),
     (["train", "pos-forgetting", "--lr-schedule", "step"], "lr schedule"),
+    (["train", "pos-forgetting", "--ema-decay", "1.5"], "ema decay"),
     (["sweep", "--K", "a,b"], "comma-separated"),
     (["sweep", "--B", "3"], "divide"),
     (["report", "forgetting", "--run", "/nonexistent/run"], "missing"),
