@@ -26,6 +26,8 @@ resumed with the run) and evaluates it beside the live model: each eval entry ga
 `ema_<key>` for every key of `eval_fn`. A constant learning rate keeps the live weights
 jittering around the trajectory's centre; the average shows that centre, so a curve
 that falls only in the live model is noise, one that falls in both is the trajectory.
+(Under a forgetting schedule the average blends re-initialised rows with their earlier
+values for about 1 / (1 - decay) steps after each reset.)
 """
 
 from __future__ import annotations
