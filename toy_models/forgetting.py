@@ -37,6 +37,7 @@ from toy_models.tasks.pos import (POS_EVAL_KINDS, POSITION_PRIOR_ACCURACY, SEQ_L
 from toy_models.train import Schedule, TrainConfig, TrainResult, train
 
 SCHEDULES = ("none", "active", "temporary")
+VERDICTS = ("transient", "persistent", "dual_process")  # forgetting_summary's verdicts
 POS_CURVES = (*POS_EVAL_KINDS, "heldout_like")  # what every POS evaluation records
 
 
@@ -204,8 +205,7 @@ def make_pos_eval_fn(task: POSTask, size: int, *, std: float, seed: int = 4321, 
     strategy alone. A model trained purely in context scores 0.99 on "heldout_like" but 0.73 on "heldout"
     (init-scale rows have about half a trained word's norm), so the gap between the two is the drift.
     """
-    sets = {k: task.eval_batch(k, size, seed=seed + i) for i, k in enumerate(POS_EVAL_KINDS)
-            if k != "ambiguous" or task.ambiguous.any()}
+    sets = {k: task.eval_batch(k, size, seed=seed + i) for i, k in enumerate(POS_EVAL_KINDS) if k in task.eval_kinds}
     heldout = range(task.cfg.n_words, task.cfg.n_words + task.cfg.n_heldout)
 
     def eval_fn(model, step: int) -> dict[str, float]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from probes.errors import IclensError
-from toy_models.tasks.pos import N_CONTEXT, POSTask, fresh_embeddings, pos_accuracy
+from toy_models.tasks.pos import N_CONTEXT, POSTask, fresh_embeddings, pos_accuracy, role_accuracy
 
 QUERY_ATTENTION_SETS = ("tail", "switched", "switched_tail", "heldout", "ambiguous")
 
@@ -65,7 +65,7 @@ def query_attention(model: nn.Module, task: POSTask, *, kinds: tuple[str, ...] |
     if draws < 1:
         raise IclensError(f"draws must be >= 1 (got {draws}).")
     if kinds is None:
-        kinds = tuple(k for k in QUERY_ATTENTION_SETS if k != "ambiguous" or bool(task.ambiguous.any()))
+        kinds = tuple(k for k in QUERY_ATTENTION_SETS if k in task.eval_kinds)
     c = task.cfg
     held = range(c.n_words, c.n_words + c.n_heldout)
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]
@@ -80,8 +80,8 @@ def query_attention(model: nn.Module, task: POSTask, *, kinds: tuple[str, ...] |
         for j in range(n):
             with torch.no_grad(), (fresh_embeddings(model, held, std=model.cfg.embed_std, seed=seed + j)
                                    if kind == "heldout" else nullcontext()):
-                acc += pos_accuracy(task, model, batch) / n
-                _, cache = model.run_with_cache(toks, names_filter=lambda name: name in names)
+                logits, cache = model.run_with_cache(toks, names_filter=lambda name: name in names)
+            acc += role_accuracy(logits[:, -1, :], batch["target"]) / n
             pat = torch.stack([cache[name][:, :, -1, :-1] for name in names])  # [layer batch head key]
             m = m + (pat * match[None, :, None]).sum(-1).mean(1) / n
             cp = cp + (pat * cop[None, :, None]).sum(-1).mean(1) / n

@@ -126,6 +126,20 @@ class POSTask:
         self.pool_logp = torch.stack([torch.where((self.role == r) | self.ambiguous, w.log(), -torch.inf)
                                       for r in (0, 1)])
 
+    def _role_pools(self, words: torch.Tensor, *, base: torch.Tensor | None = None, swap: bool = False,
+                    ) -> Float[torch.Tensor, "role word"]:
+        """Log-weights of the noun and adjective pools over the words `words` (a mask) in their own roles (the opposite
+        ones with `swap`); base: the log-weights (default: the training frequencies); -inf elsewhere."""
+        base = self.weight.log() if base is None else base
+        return torch.stack([torch.where(words & (self.role == (1 - r if swap else r)), base, -torch.inf)
+                            for r in (0, 1)])
+
+    @property
+    def eval_kinds(self) -> tuple[str, ...]:
+        """The eval sets this vocabulary can build: POS_EVAL_KINDS, without "ambiguous" when it has no ambiguous
+        words."""
+        return tuple(k for k in POS_EVAL_KINDS if k != "ambiguous" or bool(self.ambiguous.any()))
+
     def _draw_roles(self, n: int, g: torch.Generator, logp: Float[torch.Tensor, "role word"],
                     ) -> tuple[Int[torch.Tensor, "batch item"], Int[torch.Tensor, " batch"]]:
         """Five distinct words per row, noun slots from logp[0], adjective slots from logp[1] (Gumbel top-k)."""
@@ -192,10 +206,8 @@ class POSTask:
             return self._ambiguous_query_batch(n, g)
         clean = ~self.ambiguous & (self.tail if kind in ("tail", "switched_tail") else torch.ones_like(self.tail))
         uniform = kind in ("tail", "switched_tail")
-        base = torch.zeros_like(self.weight) if uniform else self.weight.log()
-        swap = kind.startswith("switched")
-        logp = torch.stack([torch.where(clean & (self.role == (1 - r if swap else r)), base, -torch.inf)
-                            for r in (0, 1)])
+        logp = self._role_pools(clean, base=torch.zeros_like(self.weight) if uniform else None,
+                                swap=kind.startswith("switched"))
         words, nb = self._draw_roles(n, g, logp)
         return self._assemble(words, nb, g)
 
@@ -205,9 +217,7 @@ class POSTask:
         amb = self.ambiguous.nonzero()[:, 0]
         if not len(amb):
             raise IclensError("the ambiguous eval set needs ambiguous words: p_ambiguous gives none here.")
-        logp = torch.stack([torch.where(~self.ambiguous & (self.role == r), self.weight.log(), -torch.inf)
-                            for r in (0, 1)])
-        words, n_before = self._draw_roles(n, g, logp)
+        words, n_before = self._draw_roles(n, g, self._role_pools(~self.ambiguous))
         q = torch.randint(0, N_CONTEXT, (n,), generator=g)
         words[torch.arange(n), q] = amb[torch.multinomial(self.weight[amb], n, replacement=True, generator=g)]
         return self._assemble(words, n_before, g, q[:, None])
@@ -223,7 +233,7 @@ class POSTask:
         g = torch.Generator().manual_seed(seed)
         others = ~self.ambiguous
         others[qw] = False
-        logp = torch.stack([torch.where(others & (self.role == r), self.weight.log(), -torch.inf) for r in (0, 1)])
+        logp = self._role_pools(others)
         if int(torch.isfinite(logp).sum(1).min()) < N_CONTEXT:
             raise IclensError("too few other words to fill a context: use a larger vocabulary.")
         words, n_before = self._draw_roles(n, g, logp)
@@ -286,5 +296,9 @@ def fresh_embeddings(model: nn.Module, rows: torch.Tensor | range, *, std: float
 @torch.no_grad()
 def pos_accuracy(task: POSTask, model: nn.Module, batch: Batch) -> float:
     dev = next(model.parameters()).device
-    pred = task.logits(model, batch["tokens"].to(dev)).argmax(-1).cpu()
-    return float((pred == batch["target"]).float().mean())
+    return role_accuracy(task.logits(model, batch["tokens"].to(dev)), batch["target"])
+
+
+def role_accuracy(logits: Float[torch.Tensor, "batch role"], target: Int[torch.Tensor, " batch"]) -> float:
+    """Share of rows whose arg-max role is the target."""
+    return float((logits.argmax(-1).cpu() == target).float().mean())

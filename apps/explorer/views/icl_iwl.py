@@ -136,7 +136,7 @@ def _schedule(run: dict[str, Any]) -> str:
 
 def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, Any]]) -> None:
     """One pos-forgetting run (accuracy per eval set, summary, verdicts); `others` drawn on the same axes."""
-    from toy_models.forgetting import average_evals, average_kinds, recorded_curves
+    from toy_models.forgetting import VERDICTS, average_evals, average_kinds, recorded_curves
 
     evals, summary = run["evals"], run.get("summary") or {}
     if not evals:
@@ -157,13 +157,13 @@ def show_forgetting(run: dict[str, Any], name: str, others: dict[str, dict[str, 
     st.dataframe({"eval set": kinds, "final": [summary[k]["final"] for k in kinds],
                   "peak": [summary[k]["peak"] for k in kinds], "peak step": [summary[k]["peak_step"] for k in kinds],
                   "drop": [summary[k]["drop"] for k in kinds]}, hide_index=True, key="pos_summary")
-    verdicts = [v for v in ("transient", "persistent", "dual_process") if summary.get(v)]
+    verdicts = [v for v in VERDICTS if summary.get(v)]
     st.caption("verdicts (toy_models.forgetting.forgetting_summary): " + (", ".join(verdicts) or "none"))
     averaged = {n: r["evals"] for n, r in {name: run, **others}.items() if average_evals(r["evals"])}
     if averaged:
         st.plotly_chart(fig.live_vs_average(averaged, average_kinds(averaged), "Live weights vs their moving average"),
                         key="pos_average")
-        ema_verdicts = [v for v in ("transient", "persistent", "dual_process") if summary.get("ema", {}).get(v)]
+        ema_verdicts = [v for v in VERDICTS if summary.get("ema", {}).get(v)]
         st.caption("Dashed: an exponential moving average of the weights (--ema-decay), the centre the live weights "
                    "jitter around; its verdicts: " + (", ".join(ema_verdicts) or "none"))
     by_rank = {n: r["context_by_rank"] for n, r in {name: run, **others}.items() if r.get("context_by_rank")}
